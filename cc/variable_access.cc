@@ -1,0 +1,62 @@
+#include "variable_access.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace swa_ops {
+
+using tensorflow::DataType;
+using tensorflow::DataTypeString;
+using tensorflow::OpKernelContext;
+using tensorflow::Var;
+
+std::string DescribeVariableInput(OpKernelContext* ctx, int index) {
+  if (ctx->input_dtype(index) == tensorflow::DT_RESOURCE) {
+    const tensorflow::ResourceHandle& handle = tensorflow::HandleFromInput(ctx, index);
+    return absl::StrCat("'", handle.name(), "'");
+  }
+  return absl::StrCat("'", ctx->op_kernel().requested_input(index), "'");
+}
+
+absl::Status CheckVariableInput(OpKernelContext* ctx, int index, DataType dtype, const char* role) {
+  const std::string where =
+      absl::StrCat(ctx->op_kernel().type_string(), " '", ctx->op_kernel().name(), "': ", role,
+                   " variable ", DescribeVariableInput(ctx, index));
+  if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) {
+    // Reference input: the op definition already fixes its dtype to T.
+    if (!ctx->mutable_input(index, /*lock_held=*/false).IsInitialized()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, " is uninitialized: run its initializer first"));
+    }
+    return absl::OkStatus();
+  }
+  tensorflow::core::RefCountPtr<Var> var;
+  absl::Status found =
+      tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, index), &var);
+  if (!found.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        where, " does not exist (uninitialized or deleted): ", found.message()));
+  }
+  tsl::tf_shared_lock lock(*var->mu());
+  if (!var->is_initialized) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(where, " is uninitialized: run its initializer first"));
+  }
+  if (var->tensor()->dtype() != dtype) {
+    return absl::InvalidArgumentError(absl::StrCat(where, " has dtype ",
+                                                   DataTypeString(var->tensor()->dtype()),
+                                                   " but the op expects ", DataTypeString(dtype)));
+  }
+  return absl::OkStatus();
+}
+
+bool SameResourceVariable(OpKernelContext* ctx, int index, int other) {
+  if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE ||
+      ctx->input_dtype(other) != tensorflow::DT_RESOURCE) {
+    return false;
+  }
+  const tensorflow::ResourceHandle& a = tensorflow::HandleFromInput(ctx, index);
+  const tensorflow::ResourceHandle& b = tensorflow::HandleFromInput(ctx, other);
+  return a.device() == b.device() && a.container() == b.container() && a.name() == b.name();
+}
+
+}  // namespace swa_ops

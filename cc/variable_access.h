@@ -1,0 +1,99 @@
+// Access to the variables a moving-average op updates: validation, locking and copy-on-write.
+//
+// This is the only file that uses TensorFlow's internal training_op_helpers.h. It handles both
+// kinds of variable input: resource handles (TF2, and TF1 with resource variables) and TF1
+// reference variables (Ref(T) inputs).
+//
+// Locking model, for resource variables:
+//  * use_locking=false (the default): the variable is switched once to copy-on-read mode (readers
+//    then copy, so no live tensor shares its buffer) and updated in place under a *shared* lock.
+//    Concurrent updates do not exclude each other (lock-free, like TF's use_locking=False sparse
+//    training ops); assignments, which take the exclusive lock, are excluded.
+//  * use_locking=true: the same, under an exclusive lock, taken in address order over all
+//    variables of the op so that ops sharing variables cannot deadlock.
+// Reference variables follow TF1: no lock unless use_locking, in place.
+#ifndef SWA_OPS_CC_VARIABLE_ACCESS_H_
+#define SWA_OPS_CC_VARIABLE_ACCESS_H_
+
+#include <string>
+#include <vector>
+
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/resource_var.h"
+#include "tensorflow/core/kernels/dense_update_functor.h"
+#include "tensorflow/core/kernels/training_op_helpers.h"
+
+namespace swa_ops {
+
+// A name for variable input `index` in error messages: the variable's shared name for a resource
+// handle, the producing node for a reference variable.
+std::string DescribeVariableInput(tensorflow::OpKernelContext* ctx, int index);
+
+// Checks, without writing anything, that input `index` (a resource handle or a reference) is a
+// live, initialised variable of `dtype`. `role` names the input in messages ("average", ...).
+absl::Status CheckVariableInput(tensorflow::OpKernelContext* ctx, int index,
+                                tensorflow::DataType dtype, const char* role);
+
+// True when input `index` is a resource handle to the same variable as input `other`.
+bool SameResourceVariable(tensorflow::OpKernelContext* ctx, int index, int other);
+
+// Reads the value input `index`: a plain tensor, or a resource handle whose variable is read
+// once (a consistent snapshot; copied when the variable is in copy-on-read mode). No lock is held
+// on return, so the caller can lock the variables it updates without nesting locks.
+template <typename Device, typename T>
+absl::Status ReadValueInput(tensorflow::OpKernelContext* ctx, int index, tensorflow::Tensor* out) {
+  using tensorflow::Var;
+  if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) {
+    *out = ctx->input(index);
+    return absl::OkStatus();
+  }
+  TF_RETURN_IF_ERROR(CheckVariableInput(ctx, index, tensorflow::DataTypeToEnum<T>::value, "value"));
+  tensorflow::core::RefCountPtr<Var> var;
+  TF_RETURN_IF_ERROR(tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, index), &var));
+  tsl::tf_shared_lock lock(*var->mu());
+  if (!var->copy_on_read_mode.load()) {
+    *out = *var->tensor();
+    return absl::OkStatus();
+  }
+  tensorflow::AllocatorAttributes attr;
+  attr.set_gpu_compatible(true);
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(var->tensor()->dtype(), var->tensor()->shape(), out, attr));
+  tensorflow::functor::DenseUpdate<Device, T, tensorflow::ASSIGN> copy;
+  copy(ctx->eigen_device<Device>(), out->flat<T>(),
+       const_cast<const tensorflow::Tensor*>(var->tensor())->flat<T>());
+  return absl::OkStatus();
+}
+
+// Holds the locks of the variables an op updates (see the locking model above) and hands out
+// their tensors, safe to update in place while this object lives.
+template <typename Device, typename T>
+class LockedVariables {
+ public:
+  LockedVariables(tensorflow::OpKernelContext* ctx, const std::vector<int>& inputs, bool use_locking)
+      : ctx_(ctx),
+        use_locking_(use_locking),
+        locks_(tensorflow::MaybeLockVariableInputMutexesInOrder<Device, T>(
+            ctx, use_locking, /*sparse=*/true, inputs)) {}
+
+  absl::Status Get(int index, tensorflow::Tensor* out) {
+    return tensorflow::GetInputTensorFromVariable<Device, T>(ctx_, index, use_locking_,
+                                                             /*sparse=*/true, out);
+  }
+
+ private:
+  tensorflow::OpKernelContext* ctx_;
+  bool use_locking_;
+  tensorflow::VariableInputLockHolder locks_;
+};
+
+// For the Ref(T) variants: the updated reference becomes the op's output, as TF1 training ops do.
+inline void ForwardRefOutput(tensorflow::OpKernelContext* ctx, int input, int output) {
+  if (ctx->input_dtype(input) != tensorflow::DT_RESOURCE) {
+    ctx->forward_ref_input_to_ref_output(input, output);
+  }
+}
+
+}  // namespace swa_ops
+
+#endif  // SWA_OPS_CC_VARIABLE_ACCESS_H_
