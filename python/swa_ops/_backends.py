@@ -1,0 +1,57 @@
+"""How an update is carried out: by the fused swa_ops ops, or by the reference's plain TF ops.
+
+The public API (averager.py, moving_averages.py) is written once against this interface;
+`swa_ops.reference` binds it to `REFERENCE`, the rest of the package to `FUSED`. Every method
+gets Variables (`average`, `biased`, `local_step`), a Variable or Tensor `value` of the same
+dtype, and a scalar Tensor `step` or `decay`; it returns the update (an op or a tensor).
+"""
+import tensorflow as tf
+
+from swa_ops import _ops
+
+
+class FusedBackend:
+  """One swa_ops op per update; the SWA weight 1 / (n + 1) is computed in float64."""
+
+  def swa(self, average, value, step, use_locking):
+    return _ops.swa_assign(average, value, step, use_locking=use_locking)
+
+  def swa_decay(self, step):
+    step = tf.cast(step, tf.float64)
+    return step / (step + 1.0)
+
+  def ema(self, average, value, decay, use_locking):
+    return _ops.ema_assign(average, value, decay, use_locking=use_locking)
+
+  def debiased(self, average, biased, local_step, value, decay, use_locking):
+    return _ops.debiased_ema(average, biased, local_step, value, decay, use_locking=use_locking)
+
+
+class ReferenceBackend:
+  """The reference's math in plain TF ops: decay = n / (1 + n) in float32, `1 - decay` cast to
+  the variable's dtype, and 3 (EMA) to 10 (zero-debiased) ops per update."""
+
+  def swa(self, average, value, step, use_locking):
+    return self.ema(average, value, self.swa_decay(step), use_locking)
+
+  def swa_decay(self, step):
+    step = tf.cast(step, tf.float32)
+    return step / (1.0 + step)
+
+  def ema(self, average, value, decay, use_locking):
+    weight = tf.cast(1.0 - decay, average.dtype.base_dtype)
+    return tf.compat.v1.assign_sub(average, (average - value) * weight, use_locking=use_locking)
+
+  def debiased(self, average, biased, local_step, value, decay, use_locking):
+    weight = tf.cast(1.0 - decay, average.dtype.base_dtype)
+    update_biased = tf.compat.v1.assign_sub(biased, (biased - value) * weight,
+                                            use_locking=use_locking)
+    update_local_step = tf.compat.v1.assign_add(local_step, tf.ones([], local_step.dtype.base_dtype),
+                                                use_locking=use_locking)
+    with tf.control_dependencies([update_biased, update_local_step]):
+      debiased = biased.read_value() / (1 - tf.pow(1.0 - weight, local_step.read_value()))
+      return tf.compat.v1.assign_sub(average, average - debiased, use_locking=use_locking)
+
+
+FUSED = FusedBackend()
+REFERENCE = ReferenceBackend()

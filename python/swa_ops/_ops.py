@@ -1,0 +1,91 @@
+"""Loads the op library once and wraps its raw ops.
+
+Each update has three raw variants (see cc/swa_ops.cc); the wrappers here pick the one that fits
+the variables passed: resource variables are passed as handles (the value too when it is a
+resource variable, so the op reads it itself), TF1 reference variables through the `*Ref` ops.
+"""
+import os
+
+import tensorflow as tf
+from tensorflow.python.framework import ops as tf_ops
+from tensorflow.python.ops import resource_variable_ops
+
+_LIBRARY_NAME = "_swa_ops.so"
+
+
+def _check_tensorflow_version():
+  try:
+    from swa_ops import _build_info
+  except ImportError:  # An in-tree build (tests against build/): nothing recorded to check.
+    return
+  built = _build_info.TENSORFLOW_VERSION.split(".")[:2]
+  running = tf.__version__.split(".")[:2]
+  if built != running:
+    raise ImportError(
+        "swa_ops was built against TensorFlow %s but TensorFlow %s is installed: the op library "
+        "only loads into the TensorFlow major.minor it was compiled for. Install "
+        "tensorflow==%s.* (or tensorflow-cpu==%s.*), e.g. `pip install swa_ops[cpu]`, or rebuild "
+        "swa_ops from source against the installed TensorFlow."
+        % (_build_info.TENSORFLOW_VERSION, tf.__version__, ".".join(built), ".".join(built)))
+
+
+def _load_library():
+  _check_tensorflow_version()
+  path = os.environ.get("SWA_OPS_LIBRARY") or os.path.join(os.path.dirname(__file__), _LIBRARY_NAME)
+  if not os.path.exists(path):
+    raise ImportError("swa_ops: the op library %s is missing: build and install the package "
+                      "(see README.md) instead of importing it from the source tree" % path)
+  try:
+    return tf.load_op_library(path)
+  except (tf.errors.NotFoundError, OSError) as error:
+    raise ImportError("swa_ops: could not load the op library %s into TensorFlow %s: %s"
+                      % (path, tf.__version__, error)) from error
+
+
+library = _load_library()
+
+UPDATE_OPS = ("SWAAssign", "EMAAssign", "DebiasedEMA")
+RAW_OP_NAMES = tuple(name + variant for name in UPDATE_OPS for variant in ("", "Variable", "Ref"))
+for _name in RAW_OP_NAMES:
+  tf_ops.NotDifferentiable(_name)
+
+SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+STEP_DTYPES = (tf.int32, tf.int64, tf.float32, tf.float64)
+
+
+def is_resource_variable(value):
+  return resource_variable_ops.is_resource_variable(value)
+
+
+def is_ref_variable(value):
+  return isinstance(value, tf.Variable) and not is_resource_variable(value)
+
+
+def _run(raw_op, state, value, scalar, use_locking, name):
+  """Calls the variant of `raw_op` that fits `state` (the variables updated) and `value`."""
+  dtype = state[0].dtype.base_dtype
+  if is_resource_variable(state[0]):
+    handles = [variable.handle for variable in state]
+    if is_resource_variable(value):
+      op = getattr(library, raw_op + "_variable")
+      return op(*handles, value.handle, scalar, T=dtype, use_locking=use_locking, name=name)
+    op = getattr(library, raw_op)
+    return op(*handles, value, scalar, use_locking=use_locking, name=name)
+  op = getattr(library, raw_op + "_ref")
+  return op(*state, value, scalar, use_locking=use_locking, name=name)
+
+
+def swa_assign(average, value, step, use_locking=False, name=None):
+  """average <- average - (average - value) / (step + 1); the weight computed in float64."""
+  return _run("swa_assign", [average], value, step, use_locking, name)
+
+
+def ema_assign(average, value, decay, use_locking=False, name=None):
+  """average <- average - (average - value) * (1 - decay)."""
+  return _run("ema_assign", [average], value, decay, use_locking, name)
+
+
+def debiased_ema(average, biased, local_step, value, decay, use_locking=False, name=None):
+  """biased <- biased - (biased - value) * (1 - decay); local_step += 1;
+  average <- biased / (1 - decay ** local_step)."""
+  return _run("debiased_ema", [average, biased, local_step], value, decay, use_locking, name)

@@ -1,0 +1,81 @@
+"""The variables an averager keeps beside the ones it averages: shadows and debias state."""
+import tensorflow as tf
+from tensorflow.python.training import slot_creator
+
+from swa_ops import _ops
+
+_VARIABLE_OP_TYPES = ("Variable", "VariableV2", "VarHandleOp")
+
+
+def op_name(value):
+  """The name of the op behind a Variable or graph Tensor (its name without ':0')."""
+  name = value.name
+  return name.rpartition(":")[0] if ":" in name else name
+
+
+def _value_for_shadow(variable):
+  """The variable's initial value in graph mode (its current value once initialised); in eager
+  code and tf.function, where TensorFlow keeps no initial value, its current value."""
+  if tf.executing_eagerly():
+    return tf.identity(variable.read_value())
+  return tf.cond(tf.compat.v1.is_variable_initialized(variable), variable.read_value,
+                 lambda: variable.initial_value)
+
+
+def create_shadow(value, name):
+  """Creates the average of `value` (a Variable or a Tensor): `<value op name>/<name>`,
+  non-trainable, on the Variable's device; initialised to the Variable's value or to zeros."""
+  with tf.init_scope():
+    if isinstance(value, tf.Variable):
+      with tf.device(value.device):
+        initial = _value_for_shadow(value)
+      return slot_creator.create_slot(value, initial, name, colocate_with_primary=True)
+    return slot_creator.create_zeros_slot(
+        value, name, colocate_with_primary=value.op.type in _VARIABLE_OP_TYPES)
+
+
+def _unique_name(scope, name):
+  """`name`, or `name_1`, `name_2`, ... if `<scope>/<name>` is taken by a global variable."""
+  taken = {op_name(v) for v in tf.compat.v1.global_variables()}
+  candidate, index = name, 0
+  while "%s/%s" % (scope, candidate) in taken:
+    index += 1
+    candidate = "%s_%d" % (name, index)
+  return candidate
+
+
+_DEBIAS_STATE_ATTR = "_swa_ops_debias_state"
+
+
+def debias_state(average):
+  """The `biased` and `local_step` variables of the zero-debiased average `average`.
+
+  In graph mode every call creates a new pair in variable scope `<average op name>`, named
+  `biased`, `local_step` (then `biased_1`, `local_step_1`, ...), as the reference does. In eager
+  code and tf.function the pair is created once per average and reused by later calls.
+  """
+  eager = tf.executing_eagerly() or tf.inside_function()
+  if eager and hasattr(average, _DEBIAS_STATE_ATTR):
+    return getattr(average, _DEBIAS_STATE_ATTR)
+  scope = op_name(average)
+  dtype = average.dtype.base_dtype
+  use_resource = _ops.is_resource_variable(average)
+  with tf.init_scope():
+    with tf.compat.v1.colocate_with(average):
+      if tf.executing_eagerly():
+        state = (tf.Variable(tf.zeros(average.shape, dtype), trainable=False,
+                             name=scope + "/biased"),
+                 tf.Variable(tf.zeros([], dtype), trainable=False, name=scope + "/local_step"))
+      else:
+        with tf.compat.v1.variable_scope(scope) as full_scope:
+          state = (tf.compat.v1.get_variable(
+                       _unique_name(full_scope.name, "biased"), shape=average.shape, dtype=dtype,
+                       initializer=tf.compat.v1.zeros_initializer(), trainable=False,
+                       use_resource=use_resource),
+                   tf.compat.v1.get_variable(
+                       _unique_name(full_scope.name, "local_step"), shape=[], dtype=dtype,
+                       initializer=tf.compat.v1.zeros_initializer(), trainable=False,
+                       use_resource=use_resource))
+  if eager:
+    setattr(average, _DEBIAS_STATE_ATTR, state)
+  return state

@@ -1,0 +1,151 @@
+"""`SWAMovingAverage`: the reference's class, one fused op per variable."""
+import tensorflow as tf
+
+from swa_ops import _backends
+from swa_ops import _errors
+from swa_ops import _ops
+from swa_ops import _state
+from swa_ops import moving_averages
+
+
+def _step_tensor(num_updates):
+  """`num_updates` as a scalar int32/int64/float32/float64 Tensor (Python ints as int64)."""
+  if isinstance(num_updates, int):
+    return tf.constant(num_updates, tf.int64)
+  step = tf.convert_to_tensor(num_updates)
+  if step.dtype.base_dtype not in _ops.STEP_DTYPES:
+    step = tf.cast(step, tf.float64)
+  if step.shape.rank not in (None, 0):
+    raise _errors.ArgumentError(
+        "SWAMovingAverage: num_updates must be a scalar, got shape %s" % step.shape)
+  return step
+
+
+class SWAMovingAverage:
+  """Stochastic weight averaging: equal-weight running means of variables.
+
+  `apply()` at step `n = num_updates` updates every shadow ("average") as
+
+      average <- average - (average - value) / (n + 1)
+
+  (the reference's `decay = n / (1 + n)`), so that applied at n = 0, 1, ..., K the average is
+  the plain mean of the K + 1 values seen. The weight 1 / (n + 1) is computed in float64 from
+  the step count: exact at any step, where the reference's float32 decay drifts and, from
+  n = 2**24 on, freezes the average. Each update is one op per variable.
+
+  Args:
+    num_updates: the step count: a Python number, a scalar Tensor, or a Variable (usually the
+      global step), read at every `apply()`.
+    zero_debias: zero-debias the averages of Tensors (not of Variables), as the reference does.
+      Note that with the changing SWA decay the reference's debiasing does not give the mean
+      (4/3 of it after two steps); it is reproduced as it is.
+    name: the shadows' suffix and the update's name scope.
+    use_locking: hold each variable's lock exclusively during its update (default: lock-free).
+
+  Works in TF1 graph mode (returns the update op), in eager code (performs the update) and in
+  tf.function (shadows are created on the first trace). Unlike the reference, later `apply()`
+  calls on the same variables update the existing shadows instead of raising.
+  """
+
+  _backend = _backends.FUSED
+
+  def __init__(self, num_updates, zero_debias=False, name="SWAMovingAverage", use_locking=False):
+    self._num_updates = num_updates
+    self._zero_debias = zero_debias
+    self._name = name
+    self._use_locking = use_locking
+    self._averages = {}  # var.ref() -> shadow Variable
+    self._debiased = set()  # refs of the Tensors whose shadows are zero-debiased
+
+  @property
+  def name(self):
+    return self._name
+
+  def apply(self, var_list=None):
+    """Creates the missing shadows and updates the shadows of `var_list`.
+
+    Args:
+      var_list: Variables and/or Tensors of dtype float16, bfloat16, float32 or float64;
+        default: the trainable variables (of the default graph; pass it in eager code).
+
+    Returns:
+      An op that updates all shadows (graph mode, tf.function); None in eager code.
+
+    Raises:
+      TypeError: an element is not a float Variable or Tensor (names it).
+    """
+    if var_list is None:
+      var_list = tf.compat.v1.trainable_variables()
+    var_list = list(var_list)
+    for var in var_list:
+      if not isinstance(var, (tf.Variable, tf.Tensor)):
+        raise _errors.DtypeError(
+            "SWAMovingAverage.apply: %r is neither a Variable nor a Tensor" % (var,))
+      moving_averages.check_float(var, "SWAMovingAverage.apply")
+      if not isinstance(var, tf.Variable) and tf.executing_eagerly():
+        raise _errors.ArgumentError(
+            "SWAMovingAverage.apply: an eager %s cannot be averaged (it has no name to key its "
+            "shadow across steps): average a Variable, or call apply() in graph mode or inside "
+            "tf.function" % _errors.describe(var))
+    for var in var_list:
+      self._ensure_shadow(var)
+
+    with tf.name_scope(self._name) as scope:
+      step = _step_tensor(self._num_updates)
+      debias_decay = None
+      updates = []
+      for var in var_list:
+        average = self._averages[var.ref()]
+        with tf.name_scope("AssignMovingAvg"):
+          if var.ref() in self._debiased:
+            if debias_decay is None:
+              debias_decay = self._backend.swa_decay(step)
+            biased, local_step = _state.debias_state(average)
+            updates.append(self._backend.debiased(average, biased, local_step, var, debias_decay,
+                                                  self._use_locking))
+          else:
+            updates.append(self._backend.swa(average, var, step, self._use_locking))
+      return tf.group(*updates, name=scope)
+
+  def _ensure_shadow(self, var):
+    if var.ref() in self._averages:
+      return
+    average = _state.create_shadow(var, self._name)
+    if isinstance(var, tf.Variable):
+      if not tf.executing_eagerly():
+        tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.MOVING_AVERAGE_VARIABLES, var)
+    elif self._zero_debias:
+      self._debiased.add(var.ref())
+    self._averages[var.ref()] = average
+
+  def average(self, var):
+    """The shadow Variable of `var`, or None."""
+    return self._averages.get(var.ref(), None)
+
+  def average_name(self, var):
+    """The name of `var`'s shadow without ':0'; before `apply()`, the name it would get
+    (`<var op name>/<name>`, made unique in the default graph but not reserved)."""
+    if var.ref() in self._averages:
+      return _state.op_name(self._averages[var.ref()])
+    return tf.compat.v1.get_default_graph().unique_name(
+        _state.op_name(var) + "/" + self._name, mark_as_used=False)
+
+  def variables_to_restore(self, moving_avg_variables=None):
+    """A dict `restore name -> Variable` that makes a `tf.compat.v1.train.Saver` restore the
+    averages into the model's variables.
+
+    `moving_avg_variables` (default: trainable + moving-average variables) map
+    `average_name(v) -> v`; every other global variable whose name is not among those (the
+    shadows themselves, the global step, ...) maps `op name -> v`.
+    """
+    if moving_avg_variables is None:
+      moving_avg_variables = (tf.compat.v1.trainable_variables() +
+                              tf.compat.v1.moving_average_variables())
+    unique = {v.ref(): v for v in moving_avg_variables}.values()
+    name_map = {self.average_name(v): v for v in unique}
+    averaged_names = {v.name for v in unique}
+    for v in tf.compat.v1.global_variables():
+      name = _state.op_name(v)
+      if v.name not in averaged_names and name not in name_map:
+        name_map[name] = v
+    return name_map
