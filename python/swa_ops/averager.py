@@ -21,6 +21,14 @@ def _step_tensor(num_updates):
   return step
 
 
+def _key(value):
+  """The key of `value`'s shadow. A Tensor inside tf.function is keyed by its name: each trace
+  (tf.function traces twice when it creates variables) makes a new Tensor object for it."""
+  if not isinstance(value, tf.Variable) and getattr(value.graph, "building_function", False):
+    return ("function tensor", value.name)
+  return value.ref()
+
+
 class SWAMovingAverage:
   """Stochastic weight averaging: equal-weight running means of variables.
 
@@ -54,7 +62,7 @@ class SWAMovingAverage:
     self._zero_debias = zero_debias
     self._name = name
     self._use_locking = use_locking
-    self._averages = {}  # var.ref() -> shadow Variable
+    self._averages = {}  # _key(var) -> shadow Variable
     self._debiased = set()  # refs of the Tensors whose shadows are zero-debiased
 
   @property
@@ -95,9 +103,9 @@ class SWAMovingAverage:
       debias_decay = None
       updates = []
       for var in var_list:
-        average = self._averages[var.ref()]
+        average = self._averages[_key(var)]
         with tf.name_scope("AssignMovingAvg"):
-          if var.ref() in self._debiased:
+          if _key(var) in self._debiased:
             if debias_decay is None:
               debias_decay = self._backend.swa_decay(step)
             biased, local_step = _state.debias_state(average)
@@ -108,25 +116,25 @@ class SWAMovingAverage:
       return tf.group(*updates, name=scope)
 
   def _ensure_shadow(self, var):
-    if var.ref() in self._averages:
+    if _key(var) in self._averages:
       return
     average = _state.create_shadow(var, self._name)
     if isinstance(var, tf.Variable):
       if not tf.executing_eagerly():
         tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.MOVING_AVERAGE_VARIABLES, var)
     elif self._zero_debias:
-      self._debiased.add(var.ref())
-    self._averages[var.ref()] = average
+      self._debiased.add(_key(var))
+    self._averages[_key(var)] = average
 
   def average(self, var):
     """The shadow Variable of `var`, or None."""
-    return self._averages.get(var.ref(), None)
+    return self._averages.get(_key(var), None)
 
   def average_name(self, var):
     """The name of `var`'s shadow without ':0'; before `apply()`, the name it would get
     (`<var op name>/<name>`, made unique in the default graph but not reserved)."""
-    if var.ref() in self._averages:
-      return _state.op_name(self._averages[var.ref()])
+    if _key(var) in self._averages:
+      return _state.op_name(self._averages[_key(var)])
     return tf.compat.v1.get_default_graph().unique_name(
         _state.op_name(var) + "/" + self._name, mark_as_used=False)
 

@@ -34,10 +34,12 @@ def as_value(average, value, what):
 
 
 def as_decay(decay, what):
-  """`decay` as a scalar float Tensor; a Python number must lie in [0, 1] (the ops check
-  Tensors when they run)."""
+  """`decay` as a scalar float Tensor (a Python number as float64, so that `1 - decay` is exact);
+  a Python number must lie in [0, 1] (the ops check Tensors when they run)."""
   if isinstance(decay, numbers.Real) and not 0.0 <= decay <= 1.0:
     raise _errors.ArgumentError("%s: decay must be in [0, 1], got %r" % (what, decay))
+  if isinstance(decay, numbers.Real):
+    return tf.constant(decay, tf.float64)  # Exact: the op computes 1 - decay in float64.
   decay = tf.convert_to_tensor(decay)
   if decay.dtype.base_dtype not in _ops.SUPPORTED_DTYPES:
     decay = tf.cast(decay, tf.float64)

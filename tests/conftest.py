@@ -1,0 +1,95 @@
+"""Shared test harness: the same test body runs in each execution mode.
+
+Modes: `eager` (TF2 eager), `function` (inside tf.function, traced once), `graph_resource`
+(TF1 graph + Session, resource variables) and `graph_ref` (TF1 graph + Session, reference
+variables as `tf.compat.v1.disable_v2_behavior()` makes them).
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import swa_ops  # noqa: F401  (fails loudly if the installed package cannot load)
+
+MODES = ("eager", "function", "graph_resource", "graph_ref")
+DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+
+
+class Harness:
+  """Creates variables, builds an update once and runs it repeatedly, in one mode."""
+
+  def __init__(self, mode):
+    self.mode = mode
+    self.graph_mode = mode.startswith("graph")
+    self._assigners = {}
+    if self.graph_mode:
+      self.graph = tf.Graph()
+      self._graph_context = self.graph.as_default()
+      self._graph_context.__enter__()
+      self.session = tf.compat.v1.Session(graph=self.graph)
+
+  def close(self):
+    if self.graph_mode:
+      self.session.close()
+      self._graph_context.__exit__(None, None, None)
+
+  def variable(self, value, dtype=tf.float32, name="v"):
+    value = np.asarray(value, dtype=np.float64)
+    if self.graph_mode:
+      var = tf.compat.v1.Variable(tf.cast(value, dtype), name=name,
+                                  use_resource=self.mode == "graph_resource")
+      self.session.run(var.initializer)
+      return var
+    return tf.Variable(tf.cast(value, dtype), name=name)
+
+  def build(self, update):
+    """Returns `run()`, which performs `update()` (built once in graph modes and tf.function)."""
+    if self.mode == "eager":
+      return update
+    if self.mode == "function":
+      def traced():
+        result = update()
+        return result if isinstance(result, tf.Tensor) else None  # Ops can't be returned.
+      return tf.function(traced)
+    op = update()
+    self.session.run(tf.compat.v1.variables_initializer(
+        [v for v in tf.compat.v1.global_variables() if not self._is_initialized(v)]))
+    return lambda: self.session.run(op)
+
+  def _is_initialized(self, var):
+    return self.session.run(tf.compat.v1.is_variable_initialized(var))
+
+  def assign(self, var, value):
+    value = np.asarray(value, dtype=np.float64)
+    if not self.graph_mode:
+      var.assign(tf.cast(value, var.dtype))
+      return
+    key = var.ref()
+    if key not in self._assigners:
+      placeholder = tf.compat.v1.placeholder(tf.float64, var.shape)
+      self._assigners[key] = (placeholder, tf.compat.v1.assign(var, tf.cast(placeholder, var.dtype)))
+    placeholder, op = self._assigners[key]
+    self.session.run(op, {placeholder: value})
+
+  def read(self, var):
+    value = self.session.run(var) if self.graph_mode else var.numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+@pytest.fixture(params=MODES)
+def harness(request):
+  h = Harness(request.param)
+  yield h
+  h.close()
+
+
+def tolerance(dtype, steps=1):
+  """Absolute tolerance, relative to max|value|, of an average after `steps` updates."""
+  eps = {tf.float16: 2.0**-11, tf.bfloat16: 2.0**-8, tf.float32: 2.0**-24, tf.float64: 2.0**-53}[dtype]
+  if dtype == tf.float32:
+    return 1e-6  # The SPEC's bound: 1e-6 * max|value| after hundreds of steps.
+  return 4 * eps * np.sqrt(max(steps, 1)) + 2 * eps
+
+
+def rounded(values, dtype):
+  """Values as stored in `dtype`, back in float64 (the oracle is fed exactly these)."""
+  return np.asarray(values, np.float64).astype(dtype.as_numpy_dtype).astype(np.float64)
