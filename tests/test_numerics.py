@@ -221,3 +221,22 @@ def test_a_tensor_read_before_an_update_does_not_change():
   swa.apply([var])
   np.testing.assert_array_equal(before.numpy(), snapshot)
   np.testing.assert_array_equal(shadow.numpy(), [4.0, 5.0, 6.0])
+
+
+def test_keras_variables_are_averaged_through_their_tf_variables():
+  import keras
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+  step = tf.Variable(0, dtype=tf.int64)
+  swa = swa_ops.SWAMovingAverage(step)
+  snapshots = []
+  for n in range(5):
+    for var in model.trainable_variables:
+      var.assign(tf.random.normal(var.shape))
+    snapshots.append([var.numpy().astype(np.float64) for var in model.trainable_variables])
+    swa.apply(model.trainable_variables)
+    step.assign_add(1)
+  for i, var in enumerate(model.trainable_variables):
+    assert swa.average(var) is not None
+    assert swa.average(var).name == "%s/SWAMovingAverage:0" % var.path
+    np.testing.assert_allclose(swa.average(var).numpy(),
+                               np.mean([s[i] for s in snapshots], axis=0), rtol=0, atol=1e-6)

@@ -7,6 +7,15 @@ from swa_ops import _ops
 _VARIABLE_OP_TYPES = ("Variable", "VariableV2", "VarHandleOp")
 
 
+def unwrap(value):
+  """The tf.Variable behind a Keras 3 variable (TensorFlow backend); anything else as it is."""
+  if not isinstance(value, (tf.Variable, tf.Tensor)):
+    inner = getattr(value, "value", None)
+    if isinstance(inner, tf.Variable):
+      return inner
+  return value
+
+
 def op_name(value):
   """The name of the op behind a Variable or graph Tensor (its name without ':0')."""
   name = value.name

@@ -24,6 +24,7 @@ def _step_tensor(num_updates):
 def _key(value):
   """The key of `value`'s shadow. A Tensor inside tf.function is keyed by its name: each trace
   (tf.function traces twice when it creates variables) makes a new Tensor object for it."""
+  value = _state.unwrap(value)
   if not isinstance(value, tf.Variable) and getattr(value.graph, "building_function", False):
     return ("function tensor", value.name)
   return value.ref()
@@ -84,7 +85,7 @@ class SWAMovingAverage:
     """
     if var_list is None:
       var_list = tf.compat.v1.trainable_variables()
-    var_list = list(var_list)
+    var_list = [_state.unwrap(var) for var in var_list]
     for var in var_list:
       if not isinstance(var, (tf.Variable, tf.Tensor)):
         raise _errors.DtypeError(
@@ -136,7 +137,7 @@ class SWAMovingAverage:
     if _key(var) in self._averages:
       return _state.op_name(self._averages[_key(var)])
     return tf.compat.v1.get_default_graph().unique_name(
-        _state.op_name(var) + "/" + self._name, mark_as_used=False)
+        _state.op_name(_state.unwrap(var)) + "/" + self._name, mark_as_used=False)
 
   def variables_to_restore(self, moving_avg_variables=None):
     """A dict `restore name -> Variable` that makes a `tf.compat.v1.train.Saver` restore the

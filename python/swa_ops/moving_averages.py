@@ -61,6 +61,7 @@ def updated_value(variable, update):
 def assign_with(backend, variable, value, decay, zero_debias=True, name=None,
                 use_locking=False):
   what = "assign_moving_average"
+  variable, value = _state.unwrap(variable), _state.unwrap(value)
   if not isinstance(variable, tf.Variable):
     raise _errors.ArgumentError("%s: `variable` must be a tf.Variable, got %s"
                                 % (what, _errors.describe(variable)))
