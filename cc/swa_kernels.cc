@@ -135,13 +135,16 @@ absl::Status WeightFromDecay(OpKernelContext* ctx, int index, double* weight) {
   return absl::OkStatus();
 }
 
+// `expected_what` says where the expected shape comes from ("the value has", "it must have").
 absl::Status CheckShape(OpKernelContext* ctx, const char* role, int index, const Tensor& tensor,
-                        const tensorflow::TensorShape& expected) {
+                        const tensorflow::TensorShape& expected, const char* expected_what) {
   if (tensor.shape() == expected) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       OpPrefix(ctx), role, " variable ", DescribeVariableInput(ctx, index), " has shape ",
-      tensor.shape().DebugString(), " but the value has shape ", expected.DebugString()));
+      tensor.shape().DebugString(), " but ", expected_what, " shape ", expected.DebugString()));
 }
+
+constexpr char kValueShape[] = "the value has";
 
 absl::Status CheckNotValue(OpKernelContext* ctx, const char* role, int index, int value_index,
                            const Tensor& tensor, const Tensor& value) {
@@ -176,7 +179,7 @@ class MovingAverageAssignOp : public OpKernel {
       LockedVariables<Device, T> variables(ctx, {kAverage}, use_locking_);
       Tensor average;
       OP_REQUIRES_OK(ctx, variables.Get(kAverage, &average));
-      OP_REQUIRES_OK(ctx, CheckShape(ctx, "average", kAverage, average, value.shape()));
+      OP_REQUIRES_OK(ctx, CheckShape(ctx, "average", kAverage, average, value.shape(), kValueShape));
       OP_REQUIRES_OK(ctx, CheckNotValue(ctx, "average", kAverage, kValue, average, value));
       functor::MovingAverageUpdate<Device, T>()(ctx->eigen_device<Device>(),
                                                 average.flat<T>().data(), value.flat<T>().data(),
@@ -222,9 +225,9 @@ class DebiasedEMAOp : public OpKernel {
       OP_REQUIRES_OK(ctx, variables.Get(kAverage, &average));
       OP_REQUIRES_OK(ctx, variables.Get(kBiased, &biased));
       OP_REQUIRES_OK(ctx, variables.Get(kLocalStep, &local_step));
-      OP_REQUIRES_OK(ctx, CheckShape(ctx, "average", kAverage, average, value.shape()));
-      OP_REQUIRES_OK(ctx, CheckShape(ctx, "biased", kBiased, biased, value.shape()));
-      OP_REQUIRES_OK(ctx, CheckShape(ctx, "local_step", kLocalStep, local_step, {}));
+      OP_REQUIRES_OK(ctx, CheckShape(ctx, "average", kAverage, average, value.shape(), kValueShape));
+      OP_REQUIRES_OK(ctx, CheckShape(ctx, "biased", kBiased, biased, value.shape(), kValueShape));
+      OP_REQUIRES_OK(ctx, CheckShape(ctx, "local_step", kLocalStep, local_step, {}, "it must be a scalar:"));
       OP_REQUIRES_OK(ctx, CheckNotValue(ctx, "average", kAverage, kValue, average, value));
       OP_REQUIRES_OK(ctx, CheckNotValue(ctx, "biased", kBiased, kValue, biased, value));
       using C = typename ComputeType<T>::type;

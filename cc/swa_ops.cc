@@ -3,6 +3,7 @@
 //   <Op>Variable  value as a resource handle too, so a Variable is read by the op itself (no
 //                 separate ReadVariableOp);
 //   <Op>Ref       TF1 reference variables (Ref(T) inputs), returning the updated reference.
+#include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
@@ -15,8 +16,14 @@ using tensorflow::shape_inference::ShapeHandle;
 
 // The step or decay input (always the last one) must be a scalar.
 absl::Status ResourceUpdateShape(InferenceContext* c) {
-  ShapeHandle unused;
-  return c->WithRank(c->input(c->num_inputs() - 1), 0, &unused);
+  ShapeHandle scalar = c->input(c->num_inputs() - 1);
+  if (c->RankKnown(scalar) && c->Rank(scalar) != 0) {
+    tensorflow::DataType unused;
+    const char* name = c->GetAttr("Tstep", &unused).ok() ? "step" : "decay";
+    return absl::InvalidArgumentError(absl::StrCat(name, " must be a scalar, got shape ",
+                                                   c->DebugString(scalar)));
+  }
+  return absl::OkStatus();
 }
 
 // Ref variants: the average (input 0) and the value have one shape; so does `biased`, if any.

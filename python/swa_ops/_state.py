@@ -1,5 +1,6 @@
 """The variables an averager keeps beside the ones it averages: shadows and debias state."""
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
 from tensorflow.python.training import slot_creator
 
 from swa_ops import _ops
@@ -27,6 +28,11 @@ def _value_for_shadow(variable):
   code and tf.function, where TensorFlow keeps no initial value, its current value."""
   if tf.executing_eagerly():
     return tf.identity(variable.read_value())
+  if _ops.is_ref_variable(variable) and control_flow_util.EnableControlFlowV2(
+      tf.compat.v1.get_default_graph()):
+    # A v2 cond reads a reference variable's input before choosing a branch, so it would fail on
+    # an uninitialised variable: take the initial value.
+    return variable.initial_value
   return tf.cond(tf.compat.v1.is_variable_initialized(variable), variable.read_value,
                  lambda: variable.initial_value)
 
