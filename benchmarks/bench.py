@@ -18,18 +18,21 @@ with random values):
   memory floor           12 bytes per float32 value (read the average, read the variable,
                          write the average) / the memory bandwidth measured below.
 
-How: every path is built and warmed up (traced, compiled, shadows created and touched) first.
-Then each path's cost of one call is estimated and turned into a batch of calls that lasts
-about `--target` seconds; the repeats are interleaved across paths (round robin: path 1's
-batch, path 2's batch, ..., then again) so that slow drifts of a noisy machine hit all paths
-alike. Reported: the median and the min over repeats of (batch wall time / calls in batch).
-CPU execution is synchronous (checked at start-up), so a call has finished its work when it
-returns and plain wall time is the right clock.
+How: every path is built and warmed up (traced, compiled, shadows created and touched) first;
+the first call's seconds are recorded. Then each path's cost of one call is estimated and
+turned into a batch of calls that lasts about `target_s` seconds; the repeats are interleaved
+across paths (round robin: path 1's batch, path 2's batch, ..., then again) so that the slow
+drifts of a noisy, shared machine hit all paths alike. Reported: the median and the min over
+repeats of (batch wall time / calls in the batch). CPU execution is synchronous (checked at
+start-up), so a call has finished its work when it returns and wall time is the right clock.
+The tf.functions use autograph=False (see `swa_step_function`); it changes tracing time only.
 
 Memory bandwidth: `np.add(a, b, out=a)` (reads a and b, writes a: 12 bytes per float32
-element, the same pattern as the update) over float32 arrays whose total size is at least
-4x the last-level cache (and at least 64M floats each), split into one slice per core, each
-slice run by its own Python thread (numpy ufuncs release the GIL); best of several repeats.
+element, the update's access pattern) over float32 arrays that together are at least 4x the
+last-level cache (and at least 64M floats each), one slice per core, each slice run by its own
+Python thread (numpy ufuncs release the GIL). It is measured at start-up (best of several) and
+again as one more path in every workload's rounds; the bandwidth used for the floor is the
+best of all of these, so the floor is a lower bound for the whole run.
 
 Results are printed as markdown tables and written as JSON (default
 benchmarks/results/latest.json) with machine information.
@@ -60,11 +63,12 @@ from swa_ops import reference  # noqa: E402
 BYTES_PER_VALUE = 12  # float32: read the average, read the variable, write the average.
 MIN_BANDWIDTH_FLOATS = 64 * 2**20
 EMA_DECAY = 0.99
+BANDWIDTH_KEY = "bandwidth"
 
 SETTINGS = {
     # repeats: batches per path; target_s: wall time of one batch; path_budget_s: cap on one
     # path's total timed seconds (the slow eager path gets fewer repeats, never below
-    # min_repeats); bandwidth_repeats: runs of the bandwidth kernel (best is kept).
+    # min_repeats); bandwidth_repeats: start-up runs of the bandwidth kernel.
     "full": dict(repeats=21, target_s=0.3, path_budget_s=10.0, min_repeats=5,
                  bandwidth_repeats=7),
     "quick": dict(repeats=5, target_s=0.1, path_budget_s=2.5, min_repeats=3,
@@ -95,20 +99,27 @@ def usable_cores():
     return os.cpu_count() or 1
 
 
+def parse_size(text):
+  """'491520K' -> bytes."""
+  units = {"K": 2**10, "M": 2**20, "G": 2**30}
+  text = text.strip()
+  return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+
+
 def last_level_cache_bytes():
   """Size of cpu0's highest-level cache from sysfs, or None."""
   base = "/sys/devices/system/cpu/cpu0/cache"
   best_level, best_size = -1, None
   try:
-    for index in os.listdir(base):
+    for index in sorted(os.listdir(base)):
+      if not index.startswith("index"):
+        continue
       with open(os.path.join(base, index, "level")) as f:
         level = int(f.read())
       with open(os.path.join(base, index, "size")) as f:
-        size = f.read().strip()
-      units = {"K": 2**10, "M": 2**20, "G": 2**30}
-      size_bytes = int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+        size = parse_size(f.read())
       if level > best_level:
-        best_level, best_size = level, size_bytes
+        best_level, best_size = level, size
   except (OSError, ValueError):
     return None
   return best_size
@@ -158,26 +169,37 @@ def bandwidth_array_floats():
   return int(floats)
 
 
-def measure_bandwidth(num_floats, threads, repeats):
-  """Best GB/s of `np.add(a, b, out=a)` over float32 arrays, split across `threads`."""
-  a = np.full(num_floats, 1.0, np.float32)
-  b = np.full(num_floats, 1e-7, np.float32)
-  bounds = np.linspace(0, num_floats, threads + 1).astype(np.int64)
-  slices = [slice(bounds[i], bounds[i + 1]) for i in range(threads)]
+class BandwidthKernel:
+  """`np.add(a, b, out=a)` over two float32 arrays, one slice per thread; kept allocated so
+  that it can be timed beside the workloads. Call `close()` to free the arrays."""
 
-  def add(s):
-    np.add(a[s], b[s], out=a[s])
+  def __init__(self, num_floats, threads):
+    self.num_floats = num_floats
+    self.threads = threads
+    self._a = np.full(num_floats, 1.0, np.float32)
+    self._b = np.full(num_floats, 1e-7, np.float32)
+    bounds = np.linspace(0, num_floats, threads + 1).astype(np.int64)
+    self._slices = [slice(bounds[i], bounds[i + 1]) for i in range(threads)]
+    self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads)
+    self()  # Page faults, thread start.
 
-  best = float("inf")
-  with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
-    list(pool.map(add, slices))  # Warm-up: page faults, thread start.
-    for _ in range(repeats):
-      start = time.perf_counter()
-      list(pool.map(add, slices))
-      best = min(best, time.perf_counter() - start)
-  del a, b
-  gc.collect()
-  return BYTES_PER_VALUE * num_floats / best / 1e9
+  def _add(self, part):
+    np.add(self._a[part], self._b[part], out=self._a[part])
+
+  def __call__(self):
+    list(self._pool.map(self._add, self._slices))
+
+  def gbps(self, seconds):
+    """GB/s of one call that took `seconds`."""
+    return BYTES_PER_VALUE * self.num_floats / seconds / 1e9
+
+  def best_gbps(self, repeats):
+    return self.gbps(min(time_batch(self, 1) for _ in range(repeats)))
+
+  def close(self):
+    self._pool.shutdown()
+    del self._a, self._b
+    gc.collect()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,11 +227,14 @@ def make_variables(shapes, seed=0):
 # ---------------------------------------------------------------------------------------------
 # Paths: each builder returns a zero-argument callable doing one apply().
 
+# All tf.functions are built with autograph=False: apply() has no tensor-dependent Python
+# control flow, so the graph is the same, but autograph would convert swa_ops' Python code at
+# every trace, which doubles the tracing time (first call) of 2000 variables to ~15-40 s.
 def swa_step_function(averager_class, variables, **tf_function_kwargs):
   step = tf.Variable(0, dtype=tf.int64, trainable=False)
   averager = averager_class(step)
 
-  @tf.function(**tf_function_kwargs)
+  @tf.function(autograph=False, **tf_function_kwargs)
   def apply():
     step.assign_add(1)
     averager.apply(variables)
@@ -239,7 +264,7 @@ def build_swa_eager(variables):
 def ema_function(variables, **tf_function_kwargs):
   ema = tf.train.ExponentialMovingAverage(decay=EMA_DECAY)
 
-  @tf.function(**tf_function_kwargs)
+  @tf.function(autograph=False, **tf_function_kwargs)
   def apply():
     ema.apply(variables)
 
@@ -276,9 +301,17 @@ def time_batch(fn, calls):
   return (time.perf_counter() - start) / calls
 
 
+def tracing_count(fn):
+  """How many times tf.function `fn` has traced (None for a plain Python function)."""
+  counter = getattr(fn, "experimental_get_tracing_count", None)
+  return counter() if counter else None
+
+
 def plan(fn, settings):
-  """Warms `fn` up and returns (calls per batch, repeats) for it."""
-  fn()  # Trace / compile, create shadows.
+  """Warms `fn` up; returns (calls per batch, repeats, seconds of the first call)."""
+  start = time.perf_counter()
+  fn()  # Trace (twice: shadows are created at the first trace) / compile, create shadows.
+  first_call_s = time.perf_counter() - start
   fn()  # Touch everything once more.
   per_call = time_batch(fn, 1)
   if per_call < settings["target_s"] / 20:  # Too short for one call to be a good estimate.
@@ -286,54 +319,67 @@ def plan(fn, settings):
   calls = max(1, int(round(settings["target_s"] / per_call)))
   affordable = int(settings["path_budget_s"] / (calls * per_call))
   repeats = max(settings["min_repeats"], min(settings["repeats"], affordable))
-  return calls, repeats
+  return calls, repeats, first_call_s
 
 
 def measure_paths(functions, settings):
-  """{key: (samples in seconds per call, calls per batch)}, repeats interleaved across paths."""
+  """{key: (samples in seconds per call, calls per batch, first call seconds)}, the repeats
+  interleaved across the functions."""
   plans = {key: plan(fn, settings) for key, fn in functions.items()}
+  traces = {key: tracing_count(fn) for key, fn in functions.items()}
   samples = {key: [] for key in functions}
-  for round_index in range(max(repeats for _, repeats in plans.values())):
+  for round_index in range(max(repeats for _, repeats, _ in plans.values())):
     for key, fn in functions.items():
-      calls, repeats = plans[key]
+      calls, repeats, _ = plans[key]
       if round_index < repeats:
         samples[key].append(time_batch(fn, calls))
-  return {key: (samples[key], plans[key][0]) for key in functions}
+  for key, fn in functions.items():
+    if tracing_count(fn) != traces[key]:
+      print("warning: %s retraced while timed; its times include tracing" % key,
+            file=sys.stderr)
+  return {key: (samples[key], plans[key][0], plans[key][2]) for key in functions}
 
 
-def summarize(samples, calls, floor_ms):
-  median_ms = statistics.median(samples) * 1e3
+def summarize(samples, calls, first_call_s):
   return {
-      "median_ms": median_ms,
+      "median_ms": statistics.median(samples) * 1e3,
       "min_ms": min(samples) * 1e3,
-      "ratio_to_floor": median_ms / floor_ms,
       "calls_per_repeat": calls,
       "repeats": len(samples),
+      "first_call_s": first_call_s,
   }
 
 
-def run_workload(name, settings, bandwidth_gbps):
-  """Builds the variables and paths of workload `name`, times them, frees them."""
+def run_workload(name, settings, kernel):
+  """Builds the variables and paths of workload `name`, times them beside the bandwidth
+  kernel, frees them. The floor is added later (`add_floors`), from the run's best bandwidth."""
   description, shapes_fn = WORKLOADS[name]
   shapes = shapes_fn()
-  num_values = int(sum(np.prod(shape, dtype=np.int64) for shape in shapes))
-  floor_ms = BYTES_PER_VALUE * num_values / (bandwidth_gbps * 1e9) * 1e3
   variables = make_variables(shapes)
   functions = {key: builder(variables) for key, _, builder in PATHS}
+  functions[BANDWIDTH_KEY] = kernel
   measured = measure_paths(functions, settings)
-  paths = {key: summarize(samples, calls, floor_ms)
-           for key, (samples, calls) in measured.items()}
-  del functions, measured, variables
+  bandwidth_samples = measured.pop(BANDWIDTH_KEY)[0]
+  del functions, variables
   gc.collect()
   return {
       "description": description,
       "num_variables": len(shapes),
-      "num_values": num_values,
-      "floor_ms": floor_ms,
-      "paths": paths,
-      "speedup_swa_ops_vs_reference_tf_function":
-          paths["reference_tf_function"]["median_ms"] / paths["swa_ops_tf_function"]["median_ms"],
+      "num_values": int(sum(np.prod(shape, dtype=np.int64) for shape in shapes)),
+      "bandwidth_gb_per_s_best_in_rounds": kernel.gbps(min(bandwidth_samples)),
+      "paths": {key: summarize(*result) for key, result in measured.items()},
   }
+
+
+def add_floors(workloads, bandwidth_gbps):
+  """Adds each workload's floor, each path's ratio to it, and the swa_ops speedup."""
+  for result in workloads.values():
+    result["floor_ms"] = BYTES_PER_VALUE * result["num_values"] / (bandwidth_gbps * 1e9) * 1e3
+    paths = result["paths"]
+    for path in paths.values():
+      path["ratio_to_floor"] = path["median_ms"] / result["floor_ms"]
+    result["speedup_swa_ops_vs_reference_tf_function"] = (
+        paths["reference_tf_function"]["median_ms"] / paths["swa_ops_tf_function"]["median_ms"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,6 +408,15 @@ def format_speedup_table(workloads):
   return "\n".join(lines)
 
 
+def format_bandwidth(bandwidth):
+  per_workload = ", ".join("%s %.1f" % item for item in bandwidth["best_in_rounds"].items())
+  return ("Memory bandwidth: %.2f GB/s (np.add(a, b, out=a), 2 x %dM float32, %d threads; best "
+          "of start-up %.1f%s)" % (
+              bandwidth["gb_per_s"], bandwidth["array_floats"] // 2**20, bandwidth["threads"],
+              bandwidth["start_up_gb_per_s"],
+              ", rounds " + per_workload if per_workload else ""))
+
+
 def write_json(path, report):
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
@@ -387,35 +442,50 @@ def parse_args(argv):
   return args
 
 
+def run_all(names, settings, machine):
+  """Times the workloads `names`; returns (workloads, bandwidth) with floors added."""
+  kernel = BandwidthKernel(bandwidth_array_floats(), machine["nproc"])
+  start_up_gbps = kernel.best_gbps(settings["bandwidth_repeats"])
+  workloads = {}
+  for name in names:
+    print("%s: building, warming up and timing ..." % name, file=sys.stderr, flush=True)
+    workloads[name] = run_workload(name, settings, kernel)
+  kernel.close()
+  best_in_rounds = {name: result.pop("bandwidth_gb_per_s_best_in_rounds")
+                    for name, result in workloads.items()}
+  bandwidth = {
+      "gb_per_s": max([start_up_gbps] + list(best_in_rounds.values())),
+      "start_up_gb_per_s": start_up_gbps,
+      "best_in_rounds": best_in_rounds,
+      "array_floats": kernel.num_floats,
+      "threads": kernel.threads,
+      "bytes_per_element": BYTES_PER_VALUE,
+  }
+  add_floors(workloads, bandwidth["gb_per_s"])
+  return workloads, bandwidth
+
+
 def main(argv=None):
   args = parse_args(argv)
   mode = "quick" if args.quick else "full"
   settings = SETTINGS[mode]
   check_synchronous_execution()
+  tf.get_logger().setLevel("ERROR")  # Each path's tf.function is new: no retracing warnings.
   started = time.perf_counter()
 
   machine = machine_info()
-  bandwidth_floats = bandwidth_array_floats()
-  bandwidth_gbps = measure_bandwidth(bandwidth_floats, machine["nproc"],
-                                     settings["bandwidth_repeats"])
+  workloads, bandwidth = run_all(args.workloads, settings, machine)
+  elapsed = time.perf_counter() - started
+
   print("Machine: %d cores, %s, TensorFlow %s" % (
       machine["nproc"], machine["cpu_model"], machine["tensorflow_version"]))
-  print("Memory bandwidth: %.2f GB/s (np.add(a, b, out=a), 2 x %dM float32, %d threads, "
-        "best of %d)" % (bandwidth_gbps, bandwidth_floats // 2**20, machine["nproc"],
-                         settings["bandwidth_repeats"]))
-  sys.stdout.flush()
-
-  workloads = {}
-  for name in args.workloads:
-    workloads[name] = run_workload(name, settings, bandwidth_gbps)
-
+  print(format_bandwidth(bandwidth))
   print()
   print("ms per apply() (%s run; median and min over repeats; x floor = median / floor)" % mode)
   print()
   print(format_results_table(workloads))
   print()
   print(format_speedup_table(workloads))
-  elapsed = time.perf_counter() - started
   print()
   print("Total time: %.0f s" % elapsed)
 
@@ -423,9 +493,7 @@ def main(argv=None):
       "mode": mode,
       "settings": settings,
       "machine": machine,
-      "bandwidth": {"gb_per_s": bandwidth_gbps, "array_floats": bandwidth_floats,
-                    "threads": machine["nproc"], "bytes_per_element": BYTES_PER_VALUE,
-                    "repeats": settings["bandwidth_repeats"]},
+      "bandwidth": bandwidth,
       "workloads": workloads,
       "total_seconds": elapsed,
   })

@@ -70,6 +70,7 @@ class SWAMovingAverage:
   def name(self):
     return self._name
 
+  @tf.autograph.experimental.do_not_convert
   def apply(self, var_list=None):
     """Creates the missing shadows and updates the shadows of `var_list`.
 

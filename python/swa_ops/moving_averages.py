@@ -58,6 +58,7 @@ def updated_value(variable, update):
     return variable.read_value()
 
 
+@tf.autograph.experimental.do_not_convert
 def assign_with(backend, variable, value, decay, zero_debias=True, name=None,
                 use_locking=False):
   what = "assign_moving_average"
@@ -134,6 +135,7 @@ def _weighted_update(backend, value_x_weight, weight_average, value, weight, dec
   return tf.compat.v1.div(numerator, denominator, name=name)
 
 
+@tf.autograph.experimental.do_not_convert
 def weighted_with(backend, value, decay, weight, truediv=True, collections=None, name=None):
   what = "weighted_moving_average"
   value = tf.convert_to_tensor(value)
