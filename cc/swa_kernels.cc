@@ -1,9 +1,18 @@
-// CPU kernels for SWAAssign, EMAAssign and DebiasedEMA (and their Variable and Ref variants).
+// CPU kernels for SWAAssign, EMAAssign and DebiasedEMA: the single-variable ops, their Variable
+// and Ref variants, and the grouped ops (`...N`) that update a whole list of variables at once.
+//
+// Every op has the same input layout: K lists of N variables to update (K = 1: averages; K = 3:
+// averages, biased, local_steps), then N values, then the scalar step or decay. A single-variable
+// op is the N = 1 case, so one kernel serves them all.
 #define EIGEN_USE_THREADS
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "swa_functors.h"
 #include "swa_math.h"
@@ -38,19 +47,40 @@ struct ComputeType<Eigen::bfloat16> {
 
 namespace functor {
 
+// Calls body(segment, begin, end) over every element of `segments`, the elements of all
+// segments split into ranges by Eigen's cost model over TF's intra-op thread pool: the work is
+// divided by bytes, not by variable, so one huge variable and thousands of tiny ones alike use
+// every core (and a small total runs inline).
+template <typename Segment, typename Body>
+void ForEachElementRange(const CPUDevice& device, const Segment* segments, int64_t count,
+                         const Eigen::TensorOpCost& cost_per_element, const Body& body) {
+  std::vector<int64_t> offsets(count + 1, 0);
+  for (int64_t s = 0; s < count; ++s) offsets[s + 1] = offsets[s] + segments[s].size;
+  if (offsets[count] == 0) return;
+  device.parallelFor(offsets[count], cost_per_element, [&](Eigen::Index begin, Eigen::Index end) {
+    int64_t s = std::upper_bound(offsets.begin(), offsets.end(), begin) - offsets.begin() - 1;
+    for (; begin < end; ++s) {
+      const int64_t segment_end = std::min<int64_t>(end, offsets[s + 1]);
+      if (segment_end > begin) body(segments[s], begin - offsets[s], segment_end - offsets[s]);
+      begin = segment_end;
+    }
+  });
+}
+
 template <typename T>
 struct MovingAverageUpdate<CPUDevice, T> {
-  void operator()(const CPUDevice& device, T* average, const T* value, int64_t size,
-                  double weight) {
+  void operator()(const CPUDevice& device, const MovingAverageSegment<T>* segments,
+                  int64_t count, double weight) {
     using C = typename ComputeType<T>::type;
     const C w = static_cast<C>(weight);
     const Eigen::TensorOpCost cost(2 * sizeof(T), sizeof(T), 3);
-    device.parallelFor(size, cost, [=](Eigen::Index begin, Eigen::Index end) {
-      T* __restrict__ avg = average;
-      const T* __restrict__ val = value;
-      for (Eigen::Index i = begin; i < end; ++i) {
-        avg[i] = static_cast<T>(
-            math::MovingAverageStep<C>(static_cast<C>(avg[i]), static_cast<C>(val[i]), w));
+    ForEachElementRange(device, segments, count, cost,
+                        [w](const MovingAverageSegment<T>& segment, int64_t begin, int64_t end) {
+      T* __restrict__ average = segment.average;
+      const T* __restrict__ value = segment.value;
+      for (int64_t i = begin; i < end; ++i) {
+        average[i] = static_cast<T>(math::MovingAverageStep<C>(static_cast<C>(average[i]),
+                                                               static_cast<C>(value[i]), w));
       }
     });
   }
@@ -58,21 +88,22 @@ struct MovingAverageUpdate<CPUDevice, T> {
 
 template <typename T>
 struct DebiasedMovingAverageUpdate<CPUDevice, T> {
-  void operator()(const CPUDevice& device, T* average, T* biased, const T* value, int64_t size,
-                  double weight, double debias_denominator) {
+  void operator()(const CPUDevice& device, const DebiasedSegment<T>* segments, int64_t count,
+                  double weight) {
     using C = typename ComputeType<T>::type;
     const C w = static_cast<C>(weight);
-    const C denominator = static_cast<C>(debias_denominator);
     const Eigen::TensorOpCost cost(3 * sizeof(T), 2 * sizeof(T), 5);
-    device.parallelFor(size, cost, [=](Eigen::Index begin, Eigen::Index end) {
-      T* __restrict__ avg = average;
-      T* __restrict__ bia = biased;
-      const T* __restrict__ val = value;
-      for (Eigen::Index i = begin; i < end; ++i) {
+    ForEachElementRange(device, segments, count, cost,
+                        [w](const DebiasedSegment<T>& segment, int64_t begin, int64_t end) {
+      T* __restrict__ average = segment.average;
+      T* __restrict__ biased = segment.biased;
+      const T* __restrict__ value = segment.value;
+      const C denominator = static_cast<C>(segment.debias_denominator);
+      for (int64_t i = begin; i < end; ++i) {
         const T new_biased = static_cast<T>(
-            math::MovingAverageStep<C>(static_cast<C>(bia[i]), static_cast<C>(val[i]), w));
-        bia[i] = new_biased;
-        avg[i] = static_cast<T>(math::Debias<C>(static_cast<C>(new_biased), denominator));
+            math::MovingAverageStep<C>(static_cast<C>(biased[i]), static_cast<C>(value[i]), w));
+        biased[i] = new_biased;
+        average[i] = static_cast<T>(math::Debias<C>(static_cast<C>(new_biased), denominator));
       }
     });
   }
@@ -107,157 +138,218 @@ absl::Status ReadScalar(OpKernelContext* ctx, int index, const char* name, doubl
   return absl::OkStatus();
 }
 
-// SWA weight 1 / (n + 1) from the step count n, in double: exact enough at any step count.
-absl::Status WeightFromStep(OpKernelContext* ctx, int index, double* weight) {
+// The scalars of one update: the weight of the new value and, for zero-debiasing, the decay.
+struct UpdateScalars {
+  double weight;
+  double decay;
+};
+
+// SWA: weight 1 / (n + 1) from the step count n, in double: exact enough at any step count.
+absl::Status ScalarsFromStep(OpKernelContext* ctx, int index, UpdateScalars* out) {
   double step;
   TF_RETURN_IF_ERROR(ReadScalar(ctx, index, "step", &step));
   if (!(step >= 0) || std::isinf(step)) {
     return absl::InvalidArgumentError(
         absl::StrCat(OpPrefix(ctx), "step must be finite and >= 0, got ", step));
   }
-  *weight = 1.0 / (step + 1.0);
+  *out = {1.0 / (step + 1.0), step / (step + 1.0)};
   return absl::OkStatus();
 }
 
-absl::Status ReadDecay(OpKernelContext* ctx, int index, double* decay) {
-  TF_RETURN_IF_ERROR(ReadScalar(ctx, index, "decay", decay));
-  if (!(*decay >= 0 && *decay <= 1)) {
+absl::Status ScalarsFromDecay(OpKernelContext* ctx, int index, UpdateScalars* out) {
+  double decay;
+  TF_RETURN_IF_ERROR(ReadScalar(ctx, index, "decay", &decay));
+  if (!(decay >= 0 && decay <= 1)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(OpPrefix(ctx), "decay must be in [0, 1], got ", *decay));
+        absl::StrCat(OpPrefix(ctx), "decay must be in [0, 1], got ", decay));
+  }
+  *out = {1.0 - decay, decay};
+  return absl::OkStatus();
+}
+
+absl::Status ScalarsForDebiasing(OpKernelContext* ctx, int index, UpdateScalars* out) {
+  TF_RETURN_IF_ERROR(ScalarsFromDecay(ctx, index, out));
+  if (out->decay == 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        OpPrefix(ctx), "zero-debiasing needs decay < 1 (1 - decay ** step is 0 at decay 1)"));
   }
   return absl::OkStatus();
 }
 
-absl::Status WeightFromDecay(OpKernelContext* ctx, int index, double* weight) {
-  double decay;
-  TF_RETURN_IF_ERROR(ReadDecay(ctx, index, &decay));
-  *weight = 1.0 - decay;
+constexpr const char* kStateRoles[] = {"average", "biased", "local_step"};
+
+// No variable may appear twice among the variables an op updates, nor be the value averaged
+// into one of them: checked on the resource handles, before anything is locked or written.
+absl::Status CheckDistinctResources(OpKernelContext* ctx, int state_count, int value_begin,
+                                    int num_variables) {
+  absl::flat_hash_map<std::string, int> seen;
+  auto key = [ctx](int index) {
+    const tensorflow::ResourceHandle& handle = tensorflow::HandleFromInput(ctx, index);
+    return absl::StrCat(handle.device(), "|", handle.container(), "|", handle.name());
+  };
+  for (int index = 0; index < state_count; ++index) {
+    if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) continue;
+    auto [it, inserted] = seen.emplace(key(index), index);
+    if (!inserted) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          OpPrefix(ctx), "variable ", DescribeVariableInput(ctx, index), " appears twice (as ",
+          kStateRoles[it->second / num_variables], " ", it->second % num_variables, " and as ",
+          kStateRoles[index / num_variables], " ", index % num_variables,
+          "): each variable may be updated once per op"));
+    }
+  }
+  for (int i = 0; i < num_variables; ++i) {
+    const int index = value_begin + i;
+    if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) continue;
+    auto it = seen.find(key(index));
+    if (it != seen.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          OpPrefix(ctx), kStateRoles[it->second / num_variables], " variable ",
+          DescribeVariableInput(ctx, it->second),
+          " is also the value averaged into it: a variable cannot be its own average"));
+    }
+  }
   return absl::OkStatus();
 }
 
 // `expected_what` says where the expected shape comes from ("the value has", "it must have").
-absl::Status CheckShape(OpKernelContext* ctx, const char* role, int index, const Tensor& tensor,
-                        const tensorflow::TensorShape& expected, const char* expected_what) {
+absl::Status CheckShape(OpKernelContext* ctx, int index, const Tensor& tensor,
+                        const tensorflow::TensorShape& expected, const char* role,
+                        const char* expected_what) {
   if (tensor.shape() == expected) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       OpPrefix(ctx), role, " variable ", DescribeVariableInput(ctx, index), " has shape ",
       tensor.shape().DebugString(), " but ", expected_what, " shape ", expected.DebugString()));
 }
 
-constexpr char kValueShape[] = "the value has";
-
-absl::Status CheckNotValue(OpKernelContext* ctx, const char* role, int index, int value_index,
-                           const Tensor& tensor, const Tensor& value) {
-  const bool shares_buffer = tensor.NumElements() > 0 &&
-                             tensor.tensor_data().data() == value.tensor_data().data();
-  if (SameResourceVariable(ctx, index, value_index) || shares_buffer) {
-    return absl::InvalidArgumentError(absl::StrCat(OpPrefix(ctx), role, " variable ",
-                                                   DescribeVariableInput(ctx, index),
-                                                   " is also the value: a variable cannot be its own average"));
+// Reference variables share no handle to compare: an updated buffer that is also the value's
+// (or another updated variable's) buffer is the same variable.
+absl::Status CheckDistinctBuffers(OpKernelContext* ctx, const std::vector<Tensor>& state,
+                                  const std::vector<Tensor>& values, int num_variables) {
+  absl::flat_hash_map<const void*, int> seen;
+  for (int index = 0; index < static_cast<int>(state.size()); ++index) {
+    if (state[index].NumElements() == 0) continue;
+    if (!seen.emplace(state[index].tensor_data().data(), index).second) {
+      return absl::InvalidArgumentError(absl::StrCat(OpPrefix(ctx), "variable ",
+                                                     DescribeVariableInput(ctx, index),
+                                                     " is updated twice by one op"));
+    }
+  }
+  for (int i = 0; i < num_variables; ++i) {
+    if (values[i].NumElements() == 0) continue;
+    auto it = seen.find(values[i].tensor_data().data());
+    if (it != seen.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          OpPrefix(ctx), kStateRoles[it->second / num_variables], " variable ",
+          DescribeVariableInput(ctx, it->second),
+          " is also the value averaged into it: a variable cannot be its own average"));
+    }
   }
   return absl::OkStatus();
 }
 
 }  // namespace
 
-// SWAAssign / EMAAssign: inputs (average, value, step | decay).
-template <typename Device, typename T, absl::Status (*GetWeight)(OpKernelContext*, int, double*)>
-class MovingAverageAssignOp : public OpKernel {
+using ScalarReader = absl::Status (*)(OpKernelContext*, int, UpdateScalars*);
+
+// The kernel of every op: kLists = 1 (SWAAssign*, EMAAssign*) or 3 (DebiasedEMA*).
+// Everything is validated (dtypes, initialisation, distinct variables, shapes) before the first
+// write, so a bad input leaves every variable of the op unchanged.
+template <typename Device, typename T, int kLists, ScalarReader kReadScalars>
+class MovingAverageOp : public OpKernel {
  public:
-  explicit MovingAverageAssignOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit MovingAverageOp(OpKernelConstruction* ctx) : OpKernel(ctx), num_variables_(1) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
+    if (ctx->HasAttr("N")) OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &num_variables_));
   }
 
   void Compute(OpKernelContext* ctx) override {
-    constexpr int kAverage = 0, kValue = 1, kScalar = 2;
-    double weight;
-    OP_REQUIRES_OK(ctx, GetWeight(ctx, kScalar, &weight));
-    OP_REQUIRES_OK(ctx, CheckVariableInput(ctx, kAverage, DataTypeToEnum<T>::value, "average"));
-    Tensor value;
-    OP_REQUIRES_OK(ctx, ReadValueInput<Device, T>(ctx, kValue, &value));
-    {
-      LockedVariables<Device, T> variables(ctx, {kAverage}, use_locking_);
-      Tensor average;
-      OP_REQUIRES_OK(ctx, variables.Get(kAverage, &average));
-      OP_REQUIRES_OK(ctx, CheckShape(ctx, "average", kAverage, average, value.shape(), kValueShape));
-      OP_REQUIRES_OK(ctx, CheckNotValue(ctx, "average", kAverage, kValue, average, value));
-      functor::MovingAverageUpdate<Device, T>()(ctx->eigen_device<Device>(),
-                                                average.flat<T>().data(), value.flat<T>().data(),
-                                                average.NumElements(), weight);
-    }
-    ForwardRefOutput(ctx, kAverage, 0);
-  }
-
- private:
-  bool use_locking_;
-};
-
-// DebiasedEMA: inputs (average, biased, local_step, value, decay).
-template <typename Device, typename T>
-class DebiasedEMAOp : public OpKernel {
- public:
-  explicit DebiasedEMAOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
-  }
-
-  void Compute(OpKernelContext* ctx) override {
-    constexpr int kAverage = 0, kBiased = 1, kLocalStep = 2, kValue = 3, kDecay = 4;
-    double decay;
-    OP_REQUIRES_OK(ctx, ReadDecay(ctx, kDecay, &decay));
-    OP_REQUIRES(ctx, decay < 1,
-                absl::InvalidArgumentError(absl::StrCat(
-                    OpPrefix(ctx), "zero-debiasing needs decay < 1 (1 - decay ** step is 0 at decay 1)")));
+    const int n = num_variables_;
+    const int state_count = kLists * n;
+    const int value_begin = state_count;
+    UpdateScalars scalars;
+    OP_REQUIRES_OK(ctx, kReadScalars(ctx, value_begin + n, &scalars));
     constexpr tensorflow::DataType kDtype = DataTypeToEnum<T>::value;
-    OP_REQUIRES_OK(ctx, CheckVariableInput(ctx, kAverage, kDtype, "average"));
-    OP_REQUIRES_OK(ctx, CheckVariableInput(ctx, kBiased, kDtype, "biased"));
-    OP_REQUIRES_OK(ctx, CheckVariableInput(ctx, kLocalStep, kDtype, "local_step"));
-    OP_REQUIRES(ctx,
-                !SameResourceVariable(ctx, kAverage, kBiased) &&
-                    !SameResourceVariable(ctx, kAverage, kLocalStep) &&
-                    !SameResourceVariable(ctx, kBiased, kLocalStep),
-                absl::InvalidArgumentError(absl::StrCat(
-                    OpPrefix(ctx), "average, biased and local_step must be three distinct variables")));
-    Tensor value;
-    OP_REQUIRES_OK(ctx, ReadValueInput<Device, T>(ctx, kValue, &value));
-    {
-      LockedVariables<Device, T> variables(ctx, {kAverage, kBiased, kLocalStep}, use_locking_);
-      Tensor average, biased, local_step;
-      OP_REQUIRES_OK(ctx, variables.Get(kAverage, &average));
-      OP_REQUIRES_OK(ctx, variables.Get(kBiased, &biased));
-      OP_REQUIRES_OK(ctx, variables.Get(kLocalStep, &local_step));
-      OP_REQUIRES_OK(ctx, CheckShape(ctx, "average", kAverage, average, value.shape(), kValueShape));
-      OP_REQUIRES_OK(ctx, CheckShape(ctx, "biased", kBiased, biased, value.shape(), kValueShape));
-      OP_REQUIRES_OK(ctx, CheckShape(ctx, "local_step", kLocalStep, local_step, {}, "it must be a scalar:"));
-      OP_REQUIRES_OK(ctx, CheckNotValue(ctx, "average", kAverage, kValue, average, value));
-      OP_REQUIRES_OK(ctx, CheckNotValue(ctx, "biased", kBiased, kValue, biased, value));
-      using C = typename ComputeType<T>::type;
-      T& step = local_step.scalar<T>()();
-      const T new_step = static_cast<T>(static_cast<C>(step) + C(1));
-      const double denominator = 1.0 - std::pow(decay, static_cast<double>(static_cast<C>(new_step)));
-      functor::DebiasedMovingAverageUpdate<Device, T>()(
-          ctx->eigen_device<Device>(), average.flat<T>().data(), biased.flat<T>().data(),
-          value.flat<T>().data(), average.NumElements(), 1.0 - decay, denominator);
-      step = new_step;
+    for (int index = 0; index < state_count; ++index) {
+      OP_REQUIRES_OK(ctx, CheckVariableInput(ctx, index, kDtype, kStateRoles[index / n]));
     }
-    ForwardRefOutput(ctx, kAverage, 0);
+    OP_REQUIRES_OK(ctx, CheckDistinctResources(ctx, state_count, value_begin, n));
+    std::vector<Tensor> values(n);
+    for (int i = 0; i < n; ++i) {
+      OP_REQUIRES_OK(ctx, ReadValueInput<Device, T>(ctx, value_begin + i, &values[i]));
+    }
+    std::vector<int> state_inputs(state_count);
+    std::iota(state_inputs.begin(), state_inputs.end(), 0);
+    {
+      LockedVariables<Device, T> locked(ctx, state_inputs, use_locking_);
+      std::vector<Tensor> state(state_count);
+      for (int index = 0; index < state_count; ++index) {
+        OP_REQUIRES_OK(ctx, locked.Get(index, &state[index]));
+      }
+      for (int index = 0; index < state_count; ++index) {
+        const bool is_local_step = index / n == 2;
+        OP_REQUIRES_OK(ctx, CheckShape(ctx, index, state[index],
+                                       is_local_step ? tensorflow::TensorShape() : values[index % n].shape(),
+                                       kStateRoles[index / n],
+                                       is_local_step ? "it must be a scalar:" : "the value has"));
+      }
+      OP_REQUIRES_OK(ctx, CheckDistinctBuffers(ctx, state, values, n));
+      Update(ctx, scalars, &state, values);
+    }
+    if (n == 1) ForwardRefOutput(ctx, 0, 0);
   }
 
  private:
+  void Update(OpKernelContext* ctx, const UpdateScalars& scalars, std::vector<Tensor>* state,
+              const std::vector<Tensor>& values) {
+    const int n = num_variables_;
+    if constexpr (kLists == 1) {
+      std::vector<MovingAverageSegment<T>> segments(n);
+      for (int i = 0; i < n; ++i) {
+        segments[i] = {(*state)[i].flat<T>().data(), values[i].flat<T>().data(),
+                       values[i].NumElements()};
+      }
+      functor::MovingAverageUpdate<Device, T>()(ctx->eigen_device<Device>(), segments.data(), n,
+                                                scalars.weight);
+    } else {
+      using C = typename ComputeType<T>::type;
+      std::vector<DebiasedSegment<T>> segments(n);
+      std::vector<T> new_steps(n);
+      for (int i = 0; i < n; ++i) {
+        const T step = (*state)[2 * n + i].scalar<T>()();
+        new_steps[i] = static_cast<T>(static_cast<C>(step) + C(1));
+        const double local_step = static_cast<double>(static_cast<C>(new_steps[i]));
+        segments[i] = {(*state)[i].flat<T>().data(), (*state)[n + i].flat<T>().data(),
+                       values[i].flat<T>().data(), values[i].NumElements(),
+                       1.0 - std::pow(scalars.decay, local_step)};
+      }
+      functor::DebiasedMovingAverageUpdate<Device, T>()(ctx->eigen_device<Device>(),
+                                                        segments.data(), n, scalars.weight);
+      for (int i = 0; i < n; ++i) (*state)[2 * n + i].scalar<T>()() = new_steps[i];
+    }
+  }
+
   bool use_locking_;
+  int num_variables_;
 };
 
+// An op's variants: <NAME>, <NAME>Variable, <NAME>Ref, and the grouped <NAME>N, <NAME>NVariable.
 #define SWA_REGISTER_VARIANTS(NAME, DEVICE, T, ...)                                               \
   REGISTER_KERNEL_BUILDER(Name(NAME).Device(DEVICE).TypeConstraint<T>("T"), __VA_ARGS__);         \
   REGISTER_KERNEL_BUILDER(Name(NAME "Variable").Device(DEVICE).TypeConstraint<T>("T"),           \
                           __VA_ARGS__);                                                           \
-  REGISTER_KERNEL_BUILDER(Name(NAME "Ref").Device(DEVICE).TypeConstraint<T>("T"), __VA_ARGS__)
+  REGISTER_KERNEL_BUILDER(Name(NAME "Ref").Device(DEVICE).TypeConstraint<T>("T"), __VA_ARGS__);  \
+  REGISTER_KERNEL_BUILDER(Name(NAME "N").Device(DEVICE).TypeConstraint<T>("T"), __VA_ARGS__);    \
+  REGISTER_KERNEL_BUILDER(Name(NAME "NVariable").Device(DEVICE).TypeConstraint<T>("T"),          \
+                          __VA_ARGS__)
 
 #define SWA_REGISTER_CPU_KERNELS(T)                                                               \
   SWA_REGISTER_VARIANTS("SWAAssign", tensorflow::DEVICE_CPU, T,                                   \
-                        MovingAverageAssignOp<CPUDevice, T, WeightFromStep>);                     \
+                        MovingAverageOp<CPUDevice, T, 1, ScalarsFromStep>);                       \
   SWA_REGISTER_VARIANTS("EMAAssign", tensorflow::DEVICE_CPU, T,                                   \
-                        MovingAverageAssignOp<CPUDevice, T, WeightFromDecay>);                    \
-  SWA_REGISTER_VARIANTS("DebiasedEMA", tensorflow::DEVICE_CPU, T, DebiasedEMAOp<CPUDevice, T>);
+                        MovingAverageOp<CPUDevice, T, 1, ScalarsFromDecay>);                      \
+  SWA_REGISTER_VARIANTS("DebiasedEMA", tensorflow::DEVICE_CPU, T,                                 \
+                        MovingAverageOp<CPUDevice, T, 3, ScalarsForDebiasing>);
 
 TF_CALL_half(SWA_REGISTER_CPU_KERNELS);
 TF_CALL_bfloat16(SWA_REGISTER_CPU_KERNELS);

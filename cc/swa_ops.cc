@@ -1,16 +1,24 @@
-// Op definitions. Each update comes in three variants:
-//   <Op>          average (and debias state) as resource handles, value as a tensor;
-//   <Op>Variable  value as a resource handle too, so a Variable is read by the op itself (no
-//                 separate ReadVariableOp);
-//   <Op>Ref       TF1 reference variables (Ref(T) inputs), returning the updated reference.
+// Op definitions. Each update comes in five variants:
+//   <Op>           average (and debias state) as resource handles, value as a tensor;
+//   <Op>Variable   value as a resource handle too, so a Variable is read by the op itself (no
+//                  separate ReadVariableOp);
+//   <Op>Ref        TF1 reference variables (Ref(T) inputs), returning the updated reference;
+//   <Op>N          grouped: N averages (and N of each debias state variable) updated by one op,
+//                  the N values as tensors;
+//   <Op>NVariable  grouped, the N values as resource handles.
+// Inputs, in this order: the variables updated, the value(s), the scalar step or decay.
+#include <string>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
-#include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_def_builder.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
 namespace swa_ops {
 namespace {
 
+using tensorflow::OpDefBuilder;
 using tensorflow::shape_inference::InferenceContext;
 using tensorflow::shape_inference::ShapeHandle;
 
@@ -39,55 +47,60 @@ absl::Status RefUpdateShape(InferenceContext* c) {
   return absl::OkStatus();
 }
 
+struct UpdateOp {
+  const char* name;
+  std::vector<std::string> state;  // The variables updated: "average", maybe "biased", ...
+  const char* scalar;              // "step" or "decay".
+  const char* scalar_types;
+};
+
+void Register(const OpDefBuilder& builder) {
+  tensorflow::OpRegistry::Global()->Register(
+      [builder](tensorflow::OpRegistrationData* op_reg_data) {
+        return builder.Finalize(op_reg_data);
+      });
+}
+
+// Registers the five variants of `op` (see the top of this file).
+void RegisterVariants(const UpdateOp& op) {
+  enum Kind { kTensorValue, kVariableValue, kRef, kGroupedTensorValues, kGroupedVariableValues };
+  const char* suffixes[] = {"", "Variable", "Ref", "N", "NVariable"};
+  const std::string scalar_attr = absl::StrCat("T", op.scalar);
+  for (int kind = kTensorValue; kind <= kGroupedVariableValues; ++kind) {
+    const bool grouped = kind == kGroupedTensorValues || kind == kGroupedVariableValues;
+    const bool variable_value = kind == kVariableValue || kind == kGroupedVariableValues;
+    OpDefBuilder builder(absl::StrCat(op.name, suffixes[kind]));
+    for (const std::string& state : op.state) {
+      const char* type = kind == kRef ? "Ref(T)" : grouped ? "N * resource" : "resource";
+      builder.Input(absl::StrCat(grouped ? state + "s" : state, ": ", type));
+    }
+    builder.Input(absl::StrCat(grouped ? "values: N * " : "value: ",
+                               variable_value ? "resource" : "T"));
+    builder.Input(absl::StrCat(op.scalar, ": ", scalar_attr));
+    builder.Attr("T: {half, bfloat16, float, double}");
+    builder.Attr(absl::StrCat(scalar_attr, ": ", op.scalar_types));
+    builder.Attr("use_locking: bool = false");
+    if (grouped) builder.Attr("N: int >= 1");
+    if (kind == kRef) builder.Output("updated_average: Ref(T)");
+    builder.SetShapeFn(kind == kRef ? RefUpdateShape : ResourceUpdateShape);
+    builder.SetIsStateful();
+    Register(builder);
+  }
+}
+
+bool RegisterAll() {
+  // average <- average - (average - value) / (step + 1), the weight computed in double.
+  RegisterVariants({"SWAAssign", {"average"}, "step", "{int32, int64, float, double}"});
+  // average <- average - (average - value) * (1 - decay).
+  RegisterVariants({"EMAAssign", {"average"}, "decay", "{half, bfloat16, float, double}"});
+  // biased <- biased - (biased - value) * (1 - decay); local_step <- local_step + 1;
+  // average <- biased / (1 - decay ** local_step).
+  RegisterVariants({"DebiasedEMA", {"average", "biased", "local_step"}, "decay",
+                    "{half, bfloat16, float, double}"});
+  return true;
+}
+
+const bool kRegistered = RegisterAll();
+
 }  // namespace
-
-#define SWA_FLOAT_TYPES "{half, bfloat16, float, double}"
-#define SWA_STEP_TYPES "{int32, int64, float, double}"
-
-// One update op in its three variants. STATE: the variables the op updates besides `average`;
-// SCALAR: the scalar input ("step: Tstep" or "decay: Tdecay"), SCALAR_ATTR its type attribute.
-#define SWA_REGISTER_UPDATE_OPS(NAME, RESOURCE_STATE, REF_STATE, SCALAR, SCALAR_ATTR)            \
-  REGISTER_OP(NAME)                                                                               \
-      .Input("average: resource") RESOURCE_STATE                                                  \
-      .Input("value: T")                                                                          \
-      .Input(SCALAR)                                                                              \
-      .Attr("T: " SWA_FLOAT_TYPES)                                                                \
-      .Attr(SCALAR_ATTR)                                                                          \
-      .Attr("use_locking: bool = false")                                                          \
-      .SetShapeFn(ResourceUpdateShape);                                                           \
-  REGISTER_OP(NAME "Variable")                                                                    \
-      .Input("average: resource") RESOURCE_STATE                                                  \
-      .Input("value: resource")                                                                   \
-      .Input(SCALAR)                                                                              \
-      .Attr("T: " SWA_FLOAT_TYPES)                                                                \
-      .Attr(SCALAR_ATTR)                                                                          \
-      .Attr("use_locking: bool = false")                                                          \
-      .SetShapeFn(ResourceUpdateShape);                                                           \
-  REGISTER_OP(NAME "Ref")                                                                         \
-      .Input("average: Ref(T)") REF_STATE                                                         \
-      .Input("value: T")                                                                          \
-      .Input(SCALAR)                                                                              \
-      .Output("updated_average: Ref(T)")                                                          \
-      .Attr("T: " SWA_FLOAT_TYPES)                                                                \
-      .Attr(SCALAR_ATTR)                                                                          \
-      .Attr("use_locking: bool = false")                                                          \
-      .SetShapeFn(RefUpdateShape)
-
-#define SWA_NO_STATE
-#define SWA_DEBIAS_RESOURCE_STATE .Input("biased: resource").Input("local_step: resource")
-#define SWA_DEBIAS_REF_STATE .Input("biased: Ref(T)").Input("local_step: Ref(T)")
-
-// average <- average - (average - value) / (step + 1), the weight computed in double.
-SWA_REGISTER_UPDATE_OPS("SWAAssign", SWA_NO_STATE, SWA_NO_STATE, "step: Tstep",
-                        "Tstep: " SWA_STEP_TYPES);
-
-// average <- average - (average - value) * (1 - decay).
-SWA_REGISTER_UPDATE_OPS("EMAAssign", SWA_NO_STATE, SWA_NO_STATE, "decay: Tdecay",
-                        "Tdecay: " SWA_FLOAT_TYPES);
-
-// biased <- biased - (biased - value) * (1 - decay); local_step <- local_step + 1;
-// average <- biased / (1 - decay ** local_step).
-SWA_REGISTER_UPDATE_OPS("DebiasedEMA", SWA_DEBIAS_RESOURCE_STATE, SWA_DEBIAS_REF_STATE,
-                        "decay: Tdecay", "Tdecay: " SWA_FLOAT_TYPES);
-
 }  // namespace swa_ops

@@ -1,7 +1,7 @@
 """Graph structure, TF1 names, variables_to_restore / Saver, and agreement with the reference.
 
 * One op per variable: a traced `apply()` (tf.function, TF1 graph mode with resource and with
-  reference variables) holds exactly one SWAAssignVariable (SWAAssignRef) op per variable and no
+  reference variables) holds, with grouped=False, exactly one SWAAssignVariable (SWAAssignRef) op per variable and no
   other per-variable work; see `_check_only_bounded_overhead` for exactly what else is allowed.
 * TF1 names of shadows and debias state, as SPEC.md states them.
 * `variables_to_restore()` and a `tf.compat.v1.train.Saver` round trip.
@@ -79,7 +79,7 @@ def _values(i, shape=(2, 3), dtype=np.float32):
 def _trace_apply_in_tf_function(n):
   variables = [tf.Variable(_values(i), name="fn/w%d" % i) for i in range(n)]
   step = tf.Variable(0, dtype=tf.int64, name="fn/step")
-  swa = swa_ops.SWAMovingAverage(step)
+  swa = swa_ops.SWAMovingAverage(step, grouped=False)
 
   @tf.function
   def update():
@@ -152,7 +152,7 @@ def _graph_mode_apply(n, use_resource):
     variables = [tf.compat.v1.Variable(_values(i), name="g/w%d" % i, use_resource=use_resource)
                  for i in range(n)]
     step = tf.compat.v1.train.get_or_create_global_step()
-    swa = swa_ops.SWAMovingAverage(step)
+    swa = swa_ops.SWAMovingAverage(step, grouped=False)
 
     before = set(graph.get_operations())
     update = swa.apply(variables)

@@ -3,7 +3,8 @@
 The public API (averager.py, moving_averages.py) is written once against this interface;
 `swa_ops.reference` binds it to `REFERENCE`, the rest of the package to `FUSED`. Every method
 gets Variables (`average`, `biased`, `local_step`), a Variable or Tensor `value` of the same
-dtype, and a scalar Tensor `step` or `decay`; it returns the update (an op or a tensor).
+dtype, and a scalar Tensor `step` or `decay`; it returns the update (an op or a tensor). The
+`*_group` methods (where `grouped`) take lists of resource Variables of one dtype and device.
 """
 import tensorflow as tf
 
@@ -11,7 +12,17 @@ from swa_ops import _ops
 
 
 class FusedBackend:
-  """One swa_ops op per update; the SWA weight 1 / (n + 1) is computed in float64."""
+  """One swa_ops op per update, or per group of updates; the SWA weight 1 / (n + 1) is computed
+  in float64."""
+
+  grouped = True
+
+  def swa_group(self, averages, values, step, use_locking):
+    return _ops.swa_assign_n(averages, values, step, use_locking=use_locking)
+
+  def debiased_group(self, averages, biased, local_steps, values, decay, use_locking):
+    return _ops.debiased_ema_n(averages, biased, local_steps, values, decay,
+                               use_locking=use_locking)
 
   def swa(self, average, value, step, use_locking):
     return _ops.swa_assign(average, value, step, use_locking=use_locking)
@@ -29,7 +40,9 @@ class FusedBackend:
 
 class ReferenceBackend:
   """The reference's math in plain TF ops: decay = n / (1 + n) in float32, `1 - decay` cast to
-  the variable's dtype, and 3 (EMA) to 10 (zero-debiased) ops per update."""
+  the variable's dtype, and 3 (EMA) to 10 (zero-debiased) ops per update. No grouped updates."""
+
+  grouped = False
 
   def swa(self, average, value, step, use_locking):
     return self.ema(average, value, self.swa_decay(step), use_locking)

@@ -45,7 +45,8 @@ def _load_library():
 library = _load_library()
 
 UPDATE_OPS = ("SWAAssign", "EMAAssign", "DebiasedEMA")
-RAW_OP_NAMES = tuple(name + variant for name in UPDATE_OPS for variant in ("", "Variable", "Ref"))
+RAW_OP_NAMES = tuple(name + variant for name in UPDATE_OPS
+                     for variant in ("", "Variable", "Ref", "N", "NVariable"))
 for _name in RAW_OP_NAMES:
   tf_ops.NotDifferentiable(_name)
 
@@ -75,6 +76,18 @@ def _run(raw_op, state, value, scalar, use_locking, name):
   return op(*state, value, scalar, use_locking=use_locking, name=name)
 
 
+def _run_grouped(raw_op, state_lists, values, scalar, use_locking, name):
+  """Calls the grouped `raw_op` (resource variables only) on lists of equal length."""
+  dtype = state_lists[0][0].dtype.base_dtype
+  handles = [[variable.handle for variable in state] for state in state_lists]
+  if all(is_resource_variable(value) for value in values):
+    op = getattr(library, raw_op + "_variable")
+    return op(*handles, [value.handle for value in values], scalar, T=dtype,
+              use_locking=use_locking, name=name)
+  values = [tf.convert_to_tensor(value) for value in values]
+  return getattr(library, raw_op)(*handles, values, scalar, use_locking=use_locking, name=name)
+
+
 def swa_assign(average, value, step, use_locking=False, name=None):
   """average <- average - (average - value) / (step + 1); the weight computed in float64."""
   return _run("swa_assign", [average], value, step, use_locking, name)
@@ -89,3 +102,14 @@ def debiased_ema(average, biased, local_step, value, decay, use_locking=False, n
   """biased <- biased - (biased - value) * (1 - decay); local_step += 1;
   average <- biased / (1 - decay ** local_step)."""
   return _run("debiased_ema", [average, biased, local_step], value, decay, use_locking, name)
+
+
+def swa_assign_n(averages, values, step, use_locking=False, name=None):
+  """`swa_assign` for lists of resource variables (one dtype, one device), as one op."""
+  return _run_grouped("swa_assign_n", [averages], values, step, use_locking, name)
+
+
+def debiased_ema_n(averages, biased, local_steps, values, decay, use_locking=False, name=None):
+  """`debiased_ema` for lists of resource variables (one dtype, one device), as one op."""
+  return _run_grouped("debiased_eman", [averages, biased, local_steps], values, decay,
+                      use_locking, name)

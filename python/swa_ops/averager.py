@@ -40,7 +40,8 @@ class SWAMovingAverage:
   (the reference's `decay = n / (1 + n)`), so that applied at n = 0, 1, ..., K the average is
   the plain mean of the K + 1 values seen. The weight 1 / (n + 1) is computed in float64 from
   the step count: exact at any step, where the reference's float32 decay drifts and, from
-  n = 2**24 on, freezes the average. Each update is one op per variable.
+  n = 2**24 on, freezes the average. An `apply()` is one op per (device, dtype) group of
+  variables, or one op per variable with `grouped=False`.
 
   Args:
     num_updates: the step count: a Python number, a scalar Tensor, or a Variable (usually the
@@ -50,6 +51,11 @@ class SWAMovingAverage:
       (4/3 of it after two steps); it is reproduced as it is.
     name: the shadows' suffix and the update's name scope.
     use_locking: hold each variable's lock exclusively during its update (default: lock-free).
+    grouped: update all variables of one (device, dtype) group with one op (`SWAAssignN`)
+      instead of one op per variable (`SWAAssign`). The results are bit-identical; the grouped op
+      saves the per-op overhead (which dominates for many small variables) and checks every
+      variable of the group before writing any. TF1 reference variables always take the
+      per-variable path.
 
   Works in TF1 graph mode (returns the update op), in eager code (performs the update) and in
   tf.function (shadows are created on the first trace). Unlike the reference, later `apply()`
@@ -58,8 +64,10 @@ class SWAMovingAverage:
 
   _backend = _backends.FUSED
 
-  def __init__(self, num_updates, zero_debias=False, name="SWAMovingAverage", use_locking=False):
+  def __init__(self, num_updates, zero_debias=False, name="SWAMovingAverage", use_locking=False,
+               grouped=True):
     self._num_updates = num_updates
+    self._grouped = grouped
     self._zero_debias = zero_debias
     self._name = name
     self._use_locking = use_locking
@@ -97,25 +105,52 @@ class SWAMovingAverage:
             "SWAMovingAverage.apply: an eager %s cannot be averaged (it has no name to key its "
             "shadow across steps): average a Variable, or call apply() in graph mode or inside "
             "tf.function" % _errors.describe(var))
+    keys = [_key(var) for var in var_list]
+    if len(set(keys)) != len(keys):
+      twice = next(var for i, var in enumerate(var_list) if keys[i] in keys[:i])
+      raise _errors.ArgumentError("SWAMovingAverage.apply: %s appears twice in var_list"
+                                  % _errors.describe(twice))
     for var in var_list:
       self._ensure_shadow(var)
 
     with tf.name_scope(self._name) as scope:
       step = _step_tensor(self._num_updates)
-      debias_decay = None
       updates = []
-      for var in var_list:
-        average = self._averages[_key(var)]
-        with tf.name_scope("AssignMovingAvg"):
-          if _key(var) in self._debiased:
-            if debias_decay is None:
-              debias_decay = self._backend.swa_decay(step)
-            biased, local_step = _state.debias_state(average)
-            updates.append(self._backend.debiased(average, biased, local_step, var, debias_decay,
-                                                  self._use_locking))
-          else:
-            updates.append(self._backend.swa(average, var, step, self._use_locking))
+      for debiased, group in self._groups(var_list):
+        updates.extend(self._update_group(step, debiased, group))
       return tf.group(*updates, name=scope)
+
+  def _groups(self, var_list):
+    """Splits var_list into the lists one grouped op can update: same device, dtype, kind of
+    value (Variable or Tensor) and zero-debiasing. Without grouping (or for TF1 reference
+    variables, which the grouped ops do not take) every element is a group of its own."""
+    groups = {}
+    for index, var in enumerate(var_list):
+      average = self._averages[_key(var)]
+      debiased = _key(var) in self._debiased
+      if self._grouped and self._backend.grouped and _ops.is_resource_variable(average):
+        key = (average.device, average.dtype.base_dtype, _ops.is_resource_variable(var), debiased)
+      else:
+        key = index
+      groups.setdefault(key, (debiased, []))[1].append(var)
+    return groups.values()
+
+  def _update_group(self, step, debiased, group):
+    """The update ops of one group: one grouped op, or one op per variable."""
+    averages = [self._averages[_key(var)] for var in group]
+    with tf.name_scope("AssignMovingAvg"):
+      if debiased:
+        decay = self._backend.swa_decay(step)
+        biased, local_steps = zip(*(_state.debias_state(average) for average in averages))
+        if len(group) == 1 or not self._backend.grouped:
+          return [self._backend.debiased(*args, decay, self._use_locking)
+                  for args in zip(averages, biased, local_steps, group)]
+        return [self._backend.debiased_group(averages, list(biased), list(local_steps), group,
+                                             decay, self._use_locking)]
+      if len(group) == 1 or not self._backend.grouped:
+        return [self._backend.swa(average, var, step, self._use_locking)
+                for average, var in zip(averages, group)]
+      return [self._backend.swa_group(averages, group, step, self._use_locking)]
 
   def _ensure_shadow(self, var):
     if _key(var) in self._averages:

@@ -1,0 +1,185 @@
+"""The grouped ops (SWAAssignN, DebiasedEMAN, ...): one op for a list of variables."""
+import collections
+import threading
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import swa_ops
+from swa_ops import _ops
+from conftest import DTYPES, rounded
+
+MIXED_SHAPES = [(), (0,), (1,), (3, 4), (5,), (2, 0, 3), (17, 3)]
+
+
+def _trace(variables, grouped):
+  step = tf.Variable(0, dtype=tf.int64)
+  swa = swa_ops.SWAMovingAverage(step, grouped=grouped)
+
+  @tf.function
+  def update():
+    swa.apply(variables)
+    step.assign_add(1)
+
+  return swa, update
+
+
+def test_traced_apply_over_200_variables_is_one_op_per_dtype():
+  variables = [tf.Variable(tf.zeros([i % 7 + 1], tf.float32 if i % 2 else tf.float64))
+               for i in range(200)]
+  _, update = _trace(variables, grouped=True)
+  ops = update.get_concrete_function().graph.get_operations()
+  counter = collections.Counter(op.type for op in ops)
+  assert counter["SWAAssignNVariable"] == 2, counter  # float32 and float64.
+  assert {len(op.inputs) for op in ops if op.type == "SWAAssignNVariable"} == {2 * 100 + 1}
+  assert not any(t.startswith("SWAAssign") and t != "SWAAssignNVariable" for t in counter)
+  # Everything else: the captured handles and a few ops independent of the number of variables.
+  per_variable = counter["Placeholder"] - (2 * 200 + 1)
+  assert per_variable == 0, counter
+  others = sum(c for t, c in counter.items() if t not in ("Placeholder", "SWAAssignNVariable"))
+  assert others <= 8, counter
+
+
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_grouped_and_per_variable_are_bit_identical(mode):
+  rng = np.random.default_rng(11)
+  specs = [(shape, dtype) for dtype in DTYPES for shape in MIXED_SHAPES]
+  history = [[rounded(rng.normal(size=shape), dtype) for _ in range(12)] for shape, dtype in specs]
+  results = []
+  for grouped in (True, False):
+    variables = [tf.Variable(tf.cast(h[0], dtype)) for h, (_, dtype) in zip(history, specs)]
+    step = tf.Variable(0, dtype=tf.int64)
+    swa = swa_ops.SWAMovingAverage(step, grouped=grouped)
+    apply = (lambda: swa.apply(variables)) if mode == "eager" else tf.function(
+        lambda: (swa.apply(variables), None)[1])
+    for n in range(12):
+      step.assign(n)
+      for var, h, (_, dtype) in zip(variables, history, specs):
+        var.assign(tf.cast(h[n], dtype))
+      apply()
+    results.append([swa.average(v).numpy() for v in variables])
+  for (shape, dtype), grouped, single in zip(specs, *results):
+    assert grouped.dtype == single.dtype and grouped.shape == shape
+    np.testing.assert_array_equal(np.atleast_1d(grouped).view(np.uint8),
+                                  np.atleast_1d(single).view(np.uint8), err_msg=str(dtype))
+  # And they are the mean (float64 members checked against the oracle).
+  for (shape, dtype), h, got in zip(specs, history, results[0]):
+    if dtype == tf.float64:
+      np.testing.assert_allclose(got, np.mean(h, axis=0), rtol=1e-13, atol=1e-15)
+
+
+def test_grouped_zero_debiased_tensors_match_per_variable():
+  values = [np.arange(6.0).reshape(2, 3), np.array([1.5, -2.0]), np.array(4.0)]
+  outputs = []
+  for grouped in (True, False):
+    variables = [tf.Variable(v) for v in values]
+    step = tf.Variable(0.0, dtype=tf.float64)
+    swa = swa_ops.SWAMovingAverage(step, zero_debias=True, grouped=grouped)
+    tensors = {}
+
+    @tf.function
+    def update():
+      for i, v in enumerate(variables):
+        tensors[i] = tf.identity(v * 2.0, name="t%d" % i)
+      swa.apply([tensors[i] for i in range(len(variables))])
+
+    for n in range(5):
+      step.assign(n)
+      for v, base in zip(variables, values):
+        v.assign(base + n)
+      update()
+    graph_ops = collections.Counter(
+        op.type for op in update.get_concrete_function().graph.get_operations())
+    assert graph_ops["DebiasedEMAN" if grouped else "DebiasedEMA"] == (1 if grouped else 3)
+    outputs.append([swa.average(tensors[i]).numpy() for i in range(len(variables))])
+  for grouped, single in zip(*outputs):
+    np.testing.assert_array_equal(grouped, single)
+  # The SPEC's debiasing with decay n / (n + 1): biased is the mean, divided by 1 - decay**t.
+  t = 5
+  mean = np.mean([2.0 * (values[0] + n) for n in range(t)], axis=0)
+  np.testing.assert_allclose(outputs[0][0], mean / (1 - ((t - 1) / t) ** t), rtol=1e-12)
+
+
+def test_a_bad_member_leaves_every_average_of_the_group_unchanged():
+  averages = [tf.Variable(tf.fill([3], float(i))) for i in range(4)]
+  values = [tf.Variable(tf.fill([3], 10.0)) for _ in range(4)]
+  values[2] = tf.Variable(tf.fill([4], 10.0))  # Wrong shape in the middle of the group.
+  before = [a.numpy() for a in averages]
+  with pytest.raises(tf.errors.InvalidArgumentError, match="shape"):
+    _ops.swa_assign_n(averages, values, tf.constant(1, tf.int64))
+  for a, b in zip(averages, before):
+    np.testing.assert_array_equal(a.numpy(), b)
+
+
+def test_a_bad_member_in_graph_mode_uninitialised():
+  with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+    averages = [tf.compat.v1.Variable(tf.fill([2], float(i)), name="avg%d" % i, use_resource=True)
+                for i in range(3)]
+    values = [tf.compat.v1.Variable(tf.fill([2], 5.0), name="val%d" % i, use_resource=True)
+              for i in range(3)]
+    op = _ops.swa_assign_n(averages, values, tf.constant(0, tf.int64))
+    sess.run([a.initializer for a in averages] + [values[0].initializer, values[2].initializer])
+    with pytest.raises(tf.errors.FailedPreconditionError, match="val1.*uninitialized"):
+      sess.run(op)
+    np.testing.assert_array_equal(sess.run(averages), [[0, 0], [1, 1], [2, 2]])
+
+
+def test_the_same_variable_twice_in_a_group_is_an_error():
+  a, b = tf.Variable([1.0]), tf.Variable([2.0])
+  v = tf.Variable([3.0])
+  with pytest.raises(tf.errors.InvalidArgumentError, match="appears twice"):
+    _ops.swa_assign_n([a, b, a], [v, v, v], tf.constant(1))
+  with pytest.raises(tf.errors.InvalidArgumentError, match="own average"):
+    _ops.swa_assign_n([a, b], [v, a], tf.constant(1))
+  np.testing.assert_array_equal([a.numpy(), b.numpy()], [[1.0], [2.0]])
+  with pytest.raises(swa_ops.ArgumentError, match="twice"):
+    swa_ops.SWAMovingAverage(0).apply([a, b, a])
+
+
+def test_reference_variables_take_the_per_variable_ops_automatically():
+  with tf.Graph().as_default() as graph, tf.compat.v1.Session() as sess:
+    variables = [tf.compat.v1.Variable(np.full(2, i, np.float32), use_resource=False)
+                 for i in range(3)]
+    swa = swa_ops.SWAMovingAverage(0)
+    update = swa.apply(variables)
+    types = collections.Counter(op.type for op in graph.get_operations())
+    assert types["SWAAssignRef"] == 3 and types["SWAAssignNVariable"] == 0
+    sess.run(tf.compat.v1.global_variables_initializer())
+    sess.run(update)
+    np.testing.assert_array_equal(sess.run(swa.average(variables[1])), [1.0, 1.0])
+
+
+@pytest.mark.parametrize("use_locking", [False, True])
+def test_threads_applying_to_overlapping_lists(use_locking):
+  """8 threads apply grouped updates to overlapping variable lists: no crash, no deadlock
+  (bounded by a timeout), no NaN; every value is the same constant, so every average must end
+  at that constant whatever the interleaving."""
+  variables = [tf.Variable(tf.fill([1000], 3.0)) for _ in range(12)]
+  swas = [swa_ops.SWAMovingAverage(tf.constant(1, tf.int64), use_locking=use_locking)
+          for _ in range(8)]
+  lists = [variables[i:i + 6] + variables[:i % 3] for i in range(0, 8)]
+  for swa, var_list in zip(swas, lists):
+    swa.apply(var_list)  # Creates the shadows (at 3.0).
+    for v in var_list:
+      swa.average(v).assign(tf.fill([1000], -1.0))
+  errors = []
+
+  def work(swa, var_list):
+    try:
+      update = tf.function(lambda: (swa.apply(var_list), None)[1])
+      for _ in range(200):
+        update()
+    except Exception as error:  # pylint: disable=broad-except
+      errors.append(error)
+
+  threads = [threading.Thread(target=work, args=args) for args in zip(swas, lists)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join(timeout=120)
+  assert not any(t.is_alive() for t in threads), "deadlock: threads still running"
+  assert not errors, errors
+  for swa, var_list in zip(swas, lists):
+    for v in var_list:
+      np.testing.assert_allclose(swa.average(v).numpy(), 3.0, rtol=1e-6)
