@@ -183,3 +183,16 @@ def test_threads_applying_to_overlapping_lists(use_locking):
   for swa, var_list in zip(swas, lists):
     for v in var_list:
       np.testing.assert_allclose(swa.average(v).numpy(), 3.0, rtol=1e-6)
+
+
+def test_weighted_moving_average_updates_both_averages_with_one_op():
+  value, weight = tf.Variable([1.0, 2.0, 3.0]), tf.Variable(2.0)
+
+  @tf.function
+  def update():
+    return swa_ops.weighted_moving_average(value.read_value(), 0.5, weight.read_value(),
+                                           name="grouped_wma")
+
+  types = collections.Counter(op.type for op in update.get_concrete_function().graph.get_operations())
+  assert types["EMAAssignN"] == 1 and types["EMAAssign"] == 0, types
+  np.testing.assert_allclose(update().numpy(), [1.0, 2.0, 3.0], rtol=1e-6)

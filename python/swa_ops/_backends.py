@@ -20,6 +20,9 @@ class FusedBackend:
   def swa_group(self, averages, values, step, use_locking):
     return _ops.swa_assign_n(averages, values, step, use_locking=use_locking)
 
+  def ema_group(self, averages, values, decay, use_locking):
+    return _ops.ema_assign_n(averages, values, decay, use_locking=use_locking)
+
   def debiased_group(self, averages, biased, local_steps, values, decay, use_locking):
     return _ops.debiased_ema_n(averages, biased, local_steps, values, decay,
                                use_locking=use_locking)

@@ -109,6 +109,11 @@ def swa_assign_n(averages, values, step, use_locking=False, name=None):
   return _run_grouped("swa_assign_n", [averages], values, step, use_locking, name)
 
 
+def ema_assign_n(averages, values, decay, use_locking=False, name=None):
+  """`ema_assign` for lists of resource variables (one dtype, one device), as one op."""
+  return _run_grouped("ema_assign_n", [averages], values, decay, use_locking, name)
+
+
 def debiased_ema_n(averages, biased, local_steps, values, decay, use_locking=False, name=None):
   """`debiased_ema` for lists of resource variables (one dtype, one device), as one op."""
   return _run_grouped("debiased_eman", [averages, biased, local_steps], values, decay,

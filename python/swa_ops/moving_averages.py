@@ -128,8 +128,18 @@ def _weighted_state_eager(name, value, weight):
 
 def _weighted_update(backend, value_x_weight, weight_average, value, weight, decay, truediv,
                      name):
-  numerator = assign_with(backend, value_x_weight, value * weight, decay, zero_debias=False)
-  denominator = assign_with(backend, weight_average, weight, decay, zero_debias=False)
+  """Updates both averages (one grouped op where the backend has them) and divides."""
+  if backend.grouped and _ops.is_resource_variable(value_x_weight) and _ops.is_resource_variable(
+      weight_average):
+    what = "weighted_moving_average"
+    values = [as_value(value_x_weight, value * weight, what), as_value(weight_average, weight, what)]
+    update = backend.ema_group([value_x_weight, weight_average], values, as_decay(decay, what),
+                               False)
+    numerator = updated_value(value_x_weight, update)
+    denominator = updated_value(weight_average, update)
+  else:
+    numerator = assign_with(backend, value_x_weight, value * weight, decay, zero_debias=False)
+    denominator = assign_with(backend, weight_average, weight, decay, zero_debias=False)
   if truediv:
     return tf.truediv(numerator, denominator, name=name)
   return tf.compat.v1.div(numerator, denominator, name=name)
