@@ -97,6 +97,14 @@ bool RegisterAll() {
   // average <- biased / (1 - decay ** local_step).
   RegisterVariants({"DebiasedEMA", {"average", "biased", "local_step"}, "decay",
                     "{half, bfloat16, float, double}"});
+  // Exchanges the values of first[i] and second[i] (their buffers), bit-exactly.
+  Register(OpDefBuilder("SwapVariablesN")
+               .Input("first: N * resource")
+               .Input("second: N * resource")
+               .Attr("T: {half, bfloat16, float, double}")
+               .Attr("N: int >= 1")
+               .SetIsStateful()
+               .SetShapeFn([](InferenceContext*) { return absl::OkStatus(); }));
   return true;
 }
 

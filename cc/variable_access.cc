@@ -59,4 +59,14 @@ bool SameResourceVariable(OpKernelContext* ctx, int index, int other) {
   return a.device() == b.device() && a.container() == b.container() && a.name() == b.name();
 }
 
+absl::Status SwapVariables(OpKernelContext* ctx, int first, int second) {
+  tensorflow::core::RefCountPtr<Var> a, b;
+  TF_RETURN_IF_ERROR(tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, first), &a));
+  TF_RETURN_IF_ERROR(tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, second), &b));
+  std::swap(*a->tensor(), *b->tensor());
+  a->copy_on_read_mode.store(false);
+  b->copy_on_read_mode.store(false);
+  return absl::OkStatus();
+}
+
 }  // namespace swa_ops

@@ -87,6 +87,20 @@ class LockedVariables {
   tensorflow::VariableInputLockHolder locks_;
 };
 
+// Takes the exclusive locks of the resource variables `inputs`, in address order.
+template <typename Device, typename T>
+tensorflow::VariableInputLockHolder LockExclusively(tensorflow::OpKernelContext* ctx,
+                                                    const std::vector<int>& inputs) {
+  return tensorflow::MaybeLockVariableInputMutexesInOrder<Device, T>(ctx, /*do_lock=*/true,
+                                                                     /*sparse=*/false, inputs);
+}
+
+// Exchanges the values of resource variables `first` and `second` (their buffers: no copy, no
+// arithmetic, so bit-exact). REQUIRES: both exclusively locked, checked by CheckVariableInput.
+// Both leave copy-on-read mode: with every writer excluded, no other tensor can be writing into
+// either buffer, and each later update copies a buffer that is still shared.
+absl::Status SwapVariables(tensorflow::OpKernelContext* ctx, int first, int second);
+
 // For the Ref(T) variants: the updated reference becomes the op's output, as TF1 training ops do.
 inline void ForwardRefOutput(tensorflow::OpKernelContext* ctx, int input, int output) {
   if (ctx->input_dtype(input) != tensorflow::DT_RESOURCE) {

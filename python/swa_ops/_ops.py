@@ -46,7 +46,7 @@ library = _load_library()
 
 UPDATE_OPS = ("SWAAssign", "EMAAssign", "DebiasedEMA")
 RAW_OP_NAMES = tuple(name + variant for name in UPDATE_OPS
-                     for variant in ("", "Variable", "Ref", "N", "NVariable"))
+                     for variant in ("", "Variable", "Ref", "N", "NVariable")) + ("SwapVariablesN",)
 for _name in RAW_OP_NAMES:
   tf_ops.NotDifferentiable(_name)
 
@@ -118,3 +118,10 @@ def debiased_ema_n(averages, biased, local_steps, values, decay, use_locking=Fal
   """`debiased_ema` for lists of resource variables (one dtype, one device), as one op."""
   return _run_grouped("debiased_eman", [averages, biased, local_steps], values, decay,
                       use_locking, name)
+
+
+def swap_variables(first, second, name=None):
+  """Exchanges the values of first[i] and second[i] (resource variables of one dtype), as one
+  op: the variables trade buffers, so the swap is bit-exact and copies nothing."""
+  return library.swap_variables_n([v.handle for v in first], [v.handle for v in second],
+                                  T=first[0].dtype.base_dtype, name=name)

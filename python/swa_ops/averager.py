@@ -1,4 +1,6 @@
 """`SWAMovingAverage`: the reference's class, one fused op per variable."""
+import contextlib
+
 import tensorflow as tf
 
 from swa_ops import _backends
@@ -162,6 +164,72 @@ class SWAMovingAverage:
     elif self._zero_debias:
       self._debiased.add(_key(var))
     self._averages[_key(var)] = average
+
+  def _pairs(self, var_list, what):
+    """(variable, shadow) pairs of var_list (default: every averaged Variable)."""
+    if var_list is None:
+      return [(var, avg) for var, avg in zip(self._variables(), self._shadows())]
+    pairs = []
+    for var in var_list:
+      var = _state.unwrap(var)
+      average = self._averages.get(_key(var)) if isinstance(var, tf.Variable) else None
+      if average is None:
+        raise _errors.ArgumentError("SWAMovingAverage.%s: %s has no average (apply() it first)"
+                                    % (what, _errors.describe(var)))
+      pairs.append((var, average))
+    return pairs
+
+  def _variables(self):
+    return [key.deref() for key in self._averages if not isinstance(key, tuple)
+            and isinstance(key.deref(), tf.Variable)]
+
+  def _shadows(self):
+    return [self._averages[var.ref()] for var in self._variables()]
+
+  def assign_average_vars(self, var_list=None):
+    """Copies each variable's average into the variable (default: every averaged Variable).
+
+    Returns the assign op (graph mode) or None (eager)."""
+    with tf.name_scope(self._name + "_assign_averages"):
+      return tf.group(*(var.assign(average, read_value=False)
+                        for var, average in self._pairs(var_list, "assign_average_vars")))
+
+  def swap_weights(self, var_list=None):
+    """Exchanges the variables' values and their averages, bit-exactly, with one op per dtype
+    (the variables and shadows trade buffers: no temporaries, no arithmetic). Swapping twice
+    restores both. TF1 reference variables are swapped through one temporary copy each.
+
+    Returns the swap op (graph mode) or None (eager)."""
+    groups = {}
+    updates = []
+    for var, average in self._pairs(var_list, "swap_weights"):
+      if _ops.is_resource_variable(var) and _ops.is_resource_variable(average):
+        groups.setdefault((var.dtype.base_dtype, var.device), []).append((var, average))
+      else:
+        value = tf.raw_ops.DeepCopy(x=var.value())  # Identity would alias the ref's buffer.
+        with tf.control_dependencies([value]):
+          assigned = tf.compat.v1.assign(var, average.value())
+        with tf.control_dependencies([assigned]):
+          updates.append(tf.compat.v1.assign(average, value))
+    with tf.name_scope(self._name + "_swap"):
+      for pairs in groups.values():
+        variables, averages = zip(*pairs)
+        updates.append(_ops.swap_variables(list(variables), list(averages)))
+      return tf.group(*updates)
+
+  @contextlib.contextmanager
+  def averaged_weights(self, var_list=None):
+    """Context manager (eager code): the variables hold their averages inside the block, and
+    their own values again after it (two bit-exact swaps)."""
+    if not tf.executing_eagerly():
+      raise _errors.ArgumentError(
+          "SWAMovingAverage.averaged_weights is for eager code; in graph mode run "
+          "swap_weights() before and after")
+    self.swap_weights(var_list)
+    try:
+      yield self
+    finally:
+      self.swap_weights(var_list)
 
   def average(self, var):
     """The shadow Variable of `var`, or None."""
