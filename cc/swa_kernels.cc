@@ -138,25 +138,51 @@ absl::Status ReadScalar(OpKernelContext* ctx, int index, const char* name, doubl
   return absl::OkStatus();
 }
 
-// The scalars of one update: the weight of the new value and, for zero-debiasing, the decay.
+// The scalars of one update: the weight of the new value, for zero-debiasing the decay, and
+// whether the step is one to skip (outside the SWA schedule).
 struct UpdateScalars {
   double weight;
   double decay;
+  bool skip = false;
 };
 
-// SWA: weight 1 / (n + 1) from the step count n, in double: exact enough at any step count.
-absl::Status ScalarsFromStep(OpKernelContext* ctx, int index, UpdateScalars* out) {
+// SWAAssign's schedule (attributes `start`, `period`): steps n >= start with
+// (n - start) % period == 0 are averaged, the k-th of them (k = (n - start) / period) with weight
+// 1 / (k + 1); other steps change nothing. The default (0, 1) averages every step: k = n.
+struct StepSchedule {
+  int64_t start = 0;
+  int64_t period = 1;
+};
+
+// SWA: weight 1 / (k + 1), in double: exact enough at any step count.
+absl::Status ScalarsFromStep(OpKernelContext* ctx, int index, const StepSchedule& schedule,
+                             UpdateScalars* out) {
   double step;
   TF_RETURN_IF_ERROR(ReadScalar(ctx, index, "step", &step));
   if (!(step >= 0) || std::isinf(step)) {
     return absl::InvalidArgumentError(
         absl::StrCat(OpPrefix(ctx), "step must be finite and >= 0, got ", step));
   }
-  *out = {1.0 / (step + 1.0), step / (step + 1.0)};
+  double k = step;
+  if (schedule.start != 0 || schedule.period != 1) {
+    if (step != std::floor(step)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          OpPrefix(ctx), "step must be a whole number with start/period, got ", step));
+    }
+    const double since_start = step - static_cast<double>(schedule.start);
+    const double period = static_cast<double>(schedule.period);
+    if (since_start < 0 || std::fmod(since_start, period) != 0) {
+      *out = {0.0, 1.0, true};
+      return absl::OkStatus();
+    }
+    k = since_start / period;
+  }
+  *out = {1.0 / (k + 1.0), k / (k + 1.0)};
   return absl::OkStatus();
 }
 
-absl::Status ScalarsFromDecay(OpKernelContext* ctx, int index, UpdateScalars* out) {
+absl::Status ScalarsFromDecay(OpKernelContext* ctx, int index, const StepSchedule&,
+                              UpdateScalars* out) {
   double decay;
   TF_RETURN_IF_ERROR(ReadScalar(ctx, index, "decay", &decay));
   if (!(decay >= 0 && decay <= 1)) {
@@ -167,8 +193,9 @@ absl::Status ScalarsFromDecay(OpKernelContext* ctx, int index, UpdateScalars* ou
   return absl::OkStatus();
 }
 
-absl::Status ScalarsForDebiasing(OpKernelContext* ctx, int index, UpdateScalars* out) {
-  TF_RETURN_IF_ERROR(ScalarsFromDecay(ctx, index, out));
+absl::Status ScalarsForDebiasing(OpKernelContext* ctx, int index, const StepSchedule& schedule,
+                                 UpdateScalars* out) {
+  TF_RETURN_IF_ERROR(ScalarsFromDecay(ctx, index, schedule, out));
   if (out->decay == 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         OpPrefix(ctx), "zero-debiasing needs decay < 1 (1 - decay ** step is 0 at decay 1)"));
@@ -250,7 +277,8 @@ absl::Status CheckDistinctBuffers(OpKernelContext* ctx, const std::vector<Tensor
 
 }  // namespace
 
-using ScalarReader = absl::Status (*)(OpKernelContext*, int, UpdateScalars*);
+using ScalarReader = absl::Status (*)(OpKernelContext*, int, const StepSchedule&,
+                                      UpdateScalars*);
 
 // The kernel of every op: kLists = 1 (SWAAssign*, EMAAssign*) or 3 (DebiasedEMA*).
 // Everything is validated (dtypes, initialisation, distinct variables, shapes) before the first
@@ -261,6 +289,10 @@ class MovingAverageOp : public OpKernel {
   explicit MovingAverageOp(OpKernelConstruction* ctx) : OpKernel(ctx), num_variables_(1) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
     if (ctx->HasAttr("N")) OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &num_variables_));
+    if (ctx->HasAttr("start")) {
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("start", &schedule_.start));
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("period", &schedule_.period));
+    }
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -268,7 +300,7 @@ class MovingAverageOp : public OpKernel {
     const int state_count = kLists * n;
     const int value_begin = state_count;
     UpdateScalars scalars;
-    OP_REQUIRES_OK(ctx, kReadScalars(ctx, value_begin + n, &scalars));
+    OP_REQUIRES_OK(ctx, kReadScalars(ctx, value_begin + n, schedule_, &scalars));
     constexpr tensorflow::DataType kDtype = DataTypeToEnum<T>::value;
     for (int index = 0; index < state_count; ++index) {
       OP_REQUIRES_OK(ctx, CheckVariableInput(ctx, index, kDtype, kStateRoles[index / n]));
@@ -294,7 +326,7 @@ class MovingAverageOp : public OpKernel {
                                        is_local_step ? "it must be a scalar:" : "the value has"));
       }
       OP_REQUIRES_OK(ctx, CheckDistinctBuffers(ctx, state, values, n));
-      Update(ctx, scalars, &state, values);
+      if (!scalars.skip) Update(ctx, scalars, &state, values);
     }
     if (n == 1) ForwardRefOutput(ctx, 0, 0);
   }
@@ -331,6 +363,7 @@ class MovingAverageOp : public OpKernel {
 
   bool use_locking_;
   int num_variables_;
+  StepSchedule schedule_;
 };
 
 // An op's variants: <NAME>, <NAME>Variable, <NAME>Ref, and the grouped <NAME>N, <NAME>NVariable.

@@ -52,6 +52,7 @@ struct UpdateOp {
   std::vector<std::string> state;  // The variables updated: "average", maybe "biased", ...
   const char* scalar;              // "step" or "decay".
   const char* scalar_types;
+  std::vector<std::string> extra_attrs = {};
 };
 
 void Register(const OpDefBuilder& builder) {
@@ -81,6 +82,7 @@ void RegisterVariants(const UpdateOp& op) {
     builder.Attr(absl::StrCat(scalar_attr, ": ", op.scalar_types));
     builder.Attr("use_locking: bool = false");
     if (grouped) builder.Attr("N: int >= 1");
+    for (const std::string& attr : op.extra_attrs) builder.Attr(attr);
     if (kind == kRef) builder.Output("updated_average: Ref(T)");
     builder.SetShapeFn(kind == kRef ? RefUpdateShape : ResourceUpdateShape);
     builder.SetIsStateful();
@@ -89,8 +91,11 @@ void RegisterVariants(const UpdateOp& op) {
 }
 
 bool RegisterAll() {
-  // average <- average - (average - value) / (step + 1), the weight computed in double.
-  RegisterVariants({"SWAAssign", {"average"}, "step", "{int32, int64, float, double}"});
+  // average <- average - (average - value) / (k + 1), the weight computed in double; k = step,
+  // or with a schedule: steps n >= start with (n - start) % period == 0 are averaged, as the
+  // k-th snapshot, k = (n - start) / period; the other steps change nothing.
+  RegisterVariants({"SWAAssign", {"average"}, "step", "{int32, int64, float, double}",
+                    {"start: int >= 0 = 0", "period: int >= 1 = 1"}});
   // average <- average - (average - value) * (1 - decay).
   RegisterVariants({"EMAAssign", {"average"}, "decay", "{half, bfloat16, float, double}"});
   // biased <- biased - (biased - value) * (1 - decay); local_step <- local_step + 1;

@@ -240,3 +240,31 @@ def test_keras_variables_are_averaged_through_their_tf_variables():
     assert swa.average(var).name == "%s/SWAMovingAverage:0" % var.path
     np.testing.assert_allclose(swa.average(var).numpy(),
                                np.mean([s[i] for s in snapshots], axis=0), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("module", [swa_ops, swa_ops.reference], ids=["swa_ops", "reference"])
+@pytest.mark.parametrize("grouped", [True, False], ids=["grouped", "per_variable"])
+def test_start_and_period_average_only_the_scheduled_snapshots(harness, module, grouped):
+  rng = np.random.default_rng(12)
+  history = [random_steps(rng, 21, shape, tf.float64) for shape in [(3,), (2, 2)]]
+  variables = [harness.variable(h[0], tf.float64, name="s%d" % i) for i, h in enumerate(history)]
+  step = harness.variable(0, tf.float64, name="global_step")
+  swa = module.SWAMovingAverage(step, start=5, period=3, grouped=grouped)
+  run = harness.build(lambda: swa.apply(variables))
+  for n in range(21):
+    harness.assign(step, n)
+    for var, h in zip(variables, history):
+      harness.assign(var, h[n])
+    run()
+  scheduled = [5, 8, 11, 14, 17, 20]
+  # The reference computes its weight in float32 (cast to float64): about 1e-7 off.
+  atol = 1e-13 if module is swa_ops else 2e-6
+  for var, h in zip(variables, history):
+    np.testing.assert_allclose(harness.read(swa.average(var)),
+                               np.mean([h[n] for n in scheduled], axis=0), rtol=0, atol=atol)
+
+
+def test_a_bad_schedule_is_an_argument_error():
+  for kwargs in ({"start": -1}, {"period": 0}, {"period": 1.5}, {"start": 2, "zero_debias": True}):
+    with pytest.raises(swa_ops.ArgumentError):
+      swa_ops.SWAMovingAverage(0, **kwargs)

@@ -17,8 +17,9 @@ class FusedBackend:
 
   grouped = True
 
-  def swa_group(self, averages, values, step, use_locking):
-    return _ops.swa_assign_n(averages, values, step, use_locking=use_locking)
+  def swa_group(self, averages, values, step, use_locking, schedule=(0, 1)):
+    return _ops.swa_assign_n(averages, values, step, use_locking=use_locking,
+                             start=schedule[0], period=schedule[1])
 
   def ema_group(self, averages, values, decay, use_locking):
     return _ops.ema_assign_n(averages, values, decay, use_locking=use_locking)
@@ -27,8 +28,9 @@ class FusedBackend:
     return _ops.debiased_ema_n(averages, biased, local_steps, values, decay,
                                use_locking=use_locking)
 
-  def swa(self, average, value, step, use_locking):
-    return _ops.swa_assign(average, value, step, use_locking=use_locking)
+  def swa(self, average, value, step, use_locking, schedule=(0, 1)):
+    return _ops.swa_assign(average, value, step, use_locking=use_locking, start=schedule[0],
+                           period=schedule[1])
 
   def swa_decay(self, step):
     step = tf.cast(step, tf.float64)
@@ -47,8 +49,14 @@ class ReferenceBackend:
 
   grouped = False
 
-  def swa(self, average, value, step, use_locking):
-    return self.ema(average, value, self.swa_decay(step), use_locking)
+  def swa(self, average, value, step, use_locking, schedule=(0, 1)):
+    if schedule == (0, 1):
+      return self.ema(average, value, self.swa_decay(step), use_locking)
+    start, period = schedule
+    since_start = tf.cast(step, tf.float32) - start
+    selected = (since_start >= 0) & tf.equal(tf.math.floormod(since_start, period), 0.0)
+    k = tf.maximum(since_start, 0.0) / period
+    return self.ema(average, value, tf.where(selected, k / (k + 1.0), 1.0), use_locking)
 
   def swa_decay(self, step):
     step = tf.cast(step, tf.float32)

@@ -62,35 +62,39 @@ def is_ref_variable(value):
   return isinstance(value, tf.Variable) and not is_resource_variable(value)
 
 
-def _run(raw_op, state, value, scalar, use_locking, name):
+def _run(raw_op, state, value, scalar, use_locking, name, **attrs):
   """Calls the variant of `raw_op` that fits `state` (the variables updated) and `value`."""
   dtype = state[0].dtype.base_dtype
   if is_resource_variable(state[0]):
     handles = [variable.handle for variable in state]
     if is_resource_variable(value):
       op = getattr(library, raw_op + "_variable")
-      return op(*handles, value.handle, scalar, T=dtype, use_locking=use_locking, name=name)
+      return op(*handles, value.handle, scalar, T=dtype, use_locking=use_locking, name=name,
+                **attrs)
     op = getattr(library, raw_op)
-    return op(*handles, value, scalar, use_locking=use_locking, name=name)
+    return op(*handles, value, scalar, use_locking=use_locking, name=name, **attrs)
   op = getattr(library, raw_op + "_ref")
-  return op(*state, value, scalar, use_locking=use_locking, name=name)
+  return op(*state, value, scalar, use_locking=use_locking, name=name, **attrs)
 
 
-def _run_grouped(raw_op, state_lists, values, scalar, use_locking, name):
+def _run_grouped(raw_op, state_lists, values, scalar, use_locking, name, **attrs):
   """Calls the grouped `raw_op` (resource variables only) on lists of equal length."""
   dtype = state_lists[0][0].dtype.base_dtype
   handles = [[variable.handle for variable in state] for state in state_lists]
   if all(is_resource_variable(value) for value in values):
     op = getattr(library, raw_op + "_variable")
     return op(*handles, [value.handle for value in values], scalar, T=dtype,
-              use_locking=use_locking, name=name)
+              use_locking=use_locking, name=name, **attrs)
   values = [tf.convert_to_tensor(value) for value in values]
-  return getattr(library, raw_op)(*handles, values, scalar, use_locking=use_locking, name=name)
+  return getattr(library, raw_op)(*handles, values, scalar, use_locking=use_locking, name=name,
+                                  **attrs)
 
 
-def swa_assign(average, value, step, use_locking=False, name=None):
-  """average <- average - (average - value) / (step + 1); the weight computed in float64."""
-  return _run("swa_assign", [average], value, step, use_locking, name)
+def swa_assign(average, value, step, use_locking=False, name=None, start=0, period=1):
+  """average <- average - (average - value) / (k + 1); the weight computed in float64; k = step,
+  or with a schedule k = (step - start) / period at the steps it selects (others: no change)."""
+  return _run("swa_assign", [average], value, step, use_locking, name, start=start,
+              period=period)
 
 
 def ema_assign(average, value, decay, use_locking=False, name=None):
@@ -104,9 +108,10 @@ def debiased_ema(average, biased, local_step, value, decay, use_locking=False, n
   return _run("debiased_ema", [average, biased, local_step], value, decay, use_locking, name)
 
 
-def swa_assign_n(averages, values, step, use_locking=False, name=None):
+def swa_assign_n(averages, values, step, use_locking=False, name=None, start=0, period=1):
   """`swa_assign` for lists of resource variables (one dtype, one device), as one op."""
-  return _run_grouped("swa_assign_n", [averages], values, step, use_locking, name)
+  return _run_grouped("swa_assign_n", [averages], values, step, use_locking, name, start=start,
+                      period=period)
 
 
 def ema_assign_n(averages, values, decay, use_locking=False, name=None):

@@ -53,6 +53,10 @@ class SWAMovingAverage:
       (4/3 of it after two steps); it is reproduced as it is.
     name: the shadows' suffix and the update's name scope.
     use_locking: hold each variable's lock exclusively during its update (default: lock-free).
+    start, period: the SWA schedule, decided inside the op from the step: only steps
+      n >= start with (n - start) % period == 0 are averaged, the k-th of them
+      (k = (n - start) / period) with weight 1 / (k + 1); at other steps apply() changes
+      nothing. A tf.function training loop needs no Python branching and no host sync.
     grouped: update all variables of one (device, dtype) group with one op (`SWAAssignN`)
       instead of one op per variable (`SWAAssign`). The results are bit-identical; the grouped op
       saves the per-op overhead (which dominates for many small variables) and checks every
@@ -67,7 +71,14 @@ class SWAMovingAverage:
   _backend = _backends.FUSED
 
   def __init__(self, num_updates, zero_debias=False, name="SWAMovingAverage", use_locking=False,
-               grouped=True):
+               grouped=True, start=0, period=1):
+    if not (isinstance(start, int) and start >= 0 and isinstance(period, int) and period >= 1):
+      raise _errors.ArgumentError("SWAMovingAverage: start must be an int >= 0 and period an "
+                                  "int >= 1, got start=%r, period=%r" % (start, period))
+    if zero_debias and (start, period) != (0, 1):
+      raise _errors.ArgumentError("SWAMovingAverage: start/period cannot be combined with "
+                                  "zero_debias=True")
+    self._schedule = (start, period)
     self._num_updates = num_updates
     self._grouped = grouped
     self._zero_debias = zero_debias
@@ -150,9 +161,9 @@ class SWAMovingAverage:
         return [self._backend.debiased_group(averages, list(biased), list(local_steps), group,
                                              decay, self._use_locking)]
       if len(group) == 1 or not self._backend.grouped:
-        return [self._backend.swa(average, var, step, self._use_locking)
+        return [self._backend.swa(average, var, step, self._use_locking, self._schedule)
                 for average, var in zip(averages, group)]
-      return [self._backend.swa_group(averages, group, step, self._use_locking)]
+      return [self._backend.swa_group(averages, group, step, self._use_locking, self._schedule)]
 
   def _ensure_shadow(self, var):
     if _key(var) in self._averages:
