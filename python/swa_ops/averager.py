@@ -1,7 +1,9 @@
 """`SWAMovingAverage`: the reference's class, one fused op per variable."""
 import contextlib
+import itertools
 
 import tensorflow as tf
+from tensorflow.python.trackable import data_structures
 
 from swa_ops import _backends
 from swa_ops import _errors
@@ -32,7 +34,7 @@ def _key(value):
   return value.ref()
 
 
-class SWAMovingAverage:
+class SWAMovingAverage(tf.Module):
   """Stochastic weight averaging: equal-weight running means of variables.
 
   `apply()` at step `n = num_updates` updates every shadow ("average") as
@@ -78,18 +80,32 @@ class SWAMovingAverage:
     if zero_debias and (start, period) != (0, 1):
       raise _errors.ArgumentError("SWAMovingAverage: start/period cannot be combined with "
                                   "zero_debias=True")
+    super().__init__()
+    self._maybe_initialize_trackable()
+    self._name = name
     self._schedule = (start, period)
-    self._num_updates = num_updates
+    # The step belongs to the caller (usually the global step): not saved with the averager.
+    self._num_updates = data_structures.NoDependency(num_updates)
     self._grouped = grouped
     self._zero_debias = zero_debias
-    self._name = name
     self._use_locking = use_locking
-    self._averages = {}  # _key(var) -> shadow Variable
-    self._debiased = set()  # refs of the Tensors whose shadows are zero-debiased
+    # Keyed by variable (not checkpointable keys): each shadow is tracked by name instead.
+    self._averages = data_structures.NoDependency({})  # _key(var) -> shadow Variable
+    self._debias_states = data_structures.NoDependency({})  # _key(tensor) -> (biased, local_step)
 
   @property
   def name(self):
     return self._name
+
+  @property
+  def variables(self):
+    """The shadows and the debias state: what a checkpoint of the averager saves."""
+    debias = [v for state in self._debias_states.values() for v in state]
+    return tuple(self._averages.values()) + tuple(debias)
+
+  @property
+  def trainable_variables(self):
+    return ()  # Averages are never trained.
 
   @tf.autograph.experimental.do_not_convert
   def apply(self, var_list=None):
@@ -140,7 +156,7 @@ class SWAMovingAverage:
     groups = {}
     for index, var in enumerate(var_list):
       average = self._averages[_key(var)]
-      debiased = _key(var) in self._debiased
+      debiased = _key(var) in self._debias_states
       if self._grouped and self._backend.grouped and _ops.is_resource_variable(average):
         key = (average.device, average.dtype.base_dtype, _ops.is_resource_variable(var), debiased)
       else:
@@ -154,7 +170,7 @@ class SWAMovingAverage:
     with tf.name_scope("AssignMovingAvg"):
       if debiased:
         decay = self._backend.swa_decay(step)
-        biased, local_steps = zip(*(_state.debias_state(average) for average in averages))
+        biased, local_steps = zip(*(self._debias_states[_key(var)] for var in group))
         if len(group) == 1 or not self._backend.grouped:
           return [self._backend.debiased(*args, decay, self._use_locking)
                   for args in zip(averages, biased, local_steps, group)]
@@ -169,11 +185,23 @@ class SWAMovingAverage:
     if _key(var) in self._averages:
       return
     average = _state.create_shadow(var, self._name)
+    # Checkpoint dependency "<averaged op name>": a checkpoint restored before the first apply()
+    # is held back by TensorFlow and restored into the shadow when it is created here.
+    # Variables sharing a name (eager code allows that) get "_1", "_2", ... in apply() order.
+    dependency = base = _state.op_name(var)
+    for index in itertools.count(1):
+      if self._lookup_dependency(dependency) is None:
+        break
+      dependency = "%s_%d" % (base, index)
+    self._track_trackable(average, name=dependency)
     if isinstance(var, tf.Variable):
       if not tf.executing_eagerly():
         tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.MOVING_AVERAGE_VARIABLES, var)
     elif self._zero_debias:
-      self._debiased.add(_key(var))
+      state = _state.debias_state(average)
+      self._track_trackable(state[0], name=dependency + "/biased")
+      self._track_trackable(state[1], name=dependency + "/local_step")
+      self._debias_states[_key(var)] = state
     self._averages[_key(var)] = average
 
   def _pairs(self, var_list, what):
