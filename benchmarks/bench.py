@@ -2,14 +2,24 @@
 
 Usage:
   python benchmarks/bench.py [--quick] [--json PATH] [--workloads W1,W2,W3]
+                             [--sweep | --no-sweep] [--sweep-variables 10,30,...]
+                             [--sweep-values N] [--sweep-trace-limit SECONDS] [--plot PATH]
 
-What it measures, in one process, for each workload (a list of float32 tf.Variables filled
-with random values):
+A run has two parts: the workloads W1-W3 and the sweep (`--sweep`: the sweep only;
+`--no-sweep`: the workloads only; default: both, in quick and full runs alike).
+
+Workloads: in one process, for each workload (a list of float32 tf.Variables filled with random
+values), these paths:
 
   swa_ops tf.function    `swa_ops.SWAMovingAverage(step).apply(vars)` inside a tf.function that
                          also increments `step` (an int64 tf.Variable); shadows are created at
-                         the first trace.
-  swa_ops eager          the same two lines called eagerly from a Python loop.
+                         the first trace. This is the default, grouped path: one
+                         `SWAAssignNVariable` op per (device, dtype) group of variables.
+  swa_ops per-variable tf.function
+                         the same with `SWAMovingAverage(step, grouped=False)`: one
+                         `SWAAssignVariable` op per variable (the path before grouping).
+  swa_ops eager          the default (grouped) averager, its two lines called eagerly from a
+                         Python loop.
   reference tf.function  `swa_ops.reference.SWAMovingAverage` (the same math in plain TF ops),
                          as in the first row.
   EMA tf.function        `tf.train.ExponentialMovingAverage(decay=0.99).apply(vars)` in a
@@ -17,6 +27,9 @@ with random values):
   EMA XLA                the same with `tf.function(jit_compile=True)`.
   memory floor           12 bytes per float32 value (read the average, read the variable,
                          write the average) / the memory bandwidth measured below.
+
+The speedup table gives reference / swa_ops (median ms) for the grouped and the per-variable
+path.
 
 How: every path is built and warmed up (traced, compiled, shadows created and touched) first;
 the first call's seconds are recorded. Then each path's cost of one call is estimated and
@@ -34,11 +47,35 @@ Python thread (numpy ufuncs release the GIL). It is measured at start-up (best o
 again as one more path in every workload's rounds; the bandwidth used for the floor is the
 best of all of these, so the floor is a lower bound for the whole run.
 
+Sweep: ms per update against the number of variables at a fixed total size (`--sweep-values`,
+default 4M = 4 * 2**20 float32 values, split equally: each variable gets total // count
+values), for 10, 30, 100, 300, 1000, 3000 and 10000 variables (quick run: 10, 100, 1000).
+Paths: swa_ops tf.function (grouped), swa_ops per-variable tf.function, swa_ops.reference
+tf.function and EMA tf.function (EMA XLA is left out: its compile time, like the others'
+tracing, grows faster than linearly with the number of variables). Each point is timed as a
+workload (interleaved rounds; fewer and shorter batches, see SWEEP_SETTINGS), without the
+bandwidth kernel: its floor uses the run's best bandwidth. Tracing (the first call) of
+thousands of variables is slow and grows faster than linearly (part of it is quadratic:
+TensorFlow's slot_creator makes each new shadow's variable scope unique by a linear search), so
+before each point a path's first-call time is predicted from its last two measured points as
+a * n + b * n**2 (a, b >= 0); a path whose prediction exceeds `--sweep-trace-limit` (default
+60 s) is not run at that point (nor, since the prediction only grows, at larger ones), and the
+tables, the JSON and the plot say so. The plot (log-log, ms per update against the number of
+variables, one line per path, the memory floor as a horizontal line) is written to
+benchmarks/results/sweep.png when matplotlib is installed (otherwise the run says it skipped
+the plot).
+
+Run time on the 2-core development machine: full run about RUNTIME_FULL, quick run about
+RUNTIME_QUICK (most of the sweep's time is the first calls at 3000 variables; at 10000 every
+path's predicted first call exceeds 60 s there, so the point is skipped; with
+`--sweep-trace-limit 400` it is run, which adds roughly 10 minutes).
+
 Results are printed as markdown tables and written as JSON (default
 benchmarks/results/latest.json) with machine information.
 """
 import argparse
 import concurrent.futures
+import functools
 import gc
 import json
 import os
@@ -74,6 +111,15 @@ SETTINGS = {
     "quick": dict(repeats=5, target_s=0.1, path_budget_s=2.5, min_repeats=3,
                   bandwidth_repeats=3),
 }
+# The sweep's timing (same meaning as above) and its numbers of variables.
+SWEEP_SETTINGS = {
+    "full": dict(repeats=7, target_s=0.2, path_budget_s=3.0, min_repeats=3,
+                 variables=(10, 30, 100, 300, 1000, 3000, 10000)),
+    "quick": dict(repeats=3, target_s=0.1, path_budget_s=1.0, min_repeats=3,
+                  variables=(10, 100, 1000)),
+}
+SWEEP_TOTAL_VALUES = 4 * 2**20
+SWEEP_TRACE_LIMIT_S = 60.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,6 +292,10 @@ def build_swa_tf_function(variables):
   return swa_step_function(swa_ops.SWAMovingAverage, variables)
 
 
+def build_swa_per_variable_tf_function(variables):
+  return swa_step_function(functools.partial(swa_ops.SWAMovingAverage, grouped=False), variables)
+
+
 def build_reference_tf_function(variables):
   return swa_step_function(reference.SWAMovingAverage, variables)
 
@@ -280,13 +330,19 @@ def build_ema_xla(variables):
 
 
 PATHS = [  # (key, label, builder)
-    ("swa_ops_tf_function", "swa_ops tf.function", build_swa_tf_function),
+    ("swa_ops_tf_function", "swa_ops tf.function (grouped)", build_swa_tf_function),
+    ("swa_ops_per_variable_tf_function", "swa_ops per-variable tf.function",
+     build_swa_per_variable_tf_function),
     ("swa_ops_eager", "swa_ops eager", build_swa_eager),
     ("reference_tf_function", "swa_ops.reference tf.function", build_reference_tf_function),
     ("ema_tf_function", "tf.train.ExponentialMovingAverage tf.function", build_ema_tf_function),
     ("ema_xla", "tf.train.ExponentialMovingAverage tf.function(jit_compile=True)",
      build_ema_xla),
 ]
+LABELS = {key: label for key, label, _ in PATHS}
+BUILDERS = {key: builder for key, _, builder in PATHS}
+SWEEP_PATH_KEYS = ("swa_ops_tf_function", "swa_ops_per_variable_tf_function",
+                   "reference_tf_function", "ema_tf_function")
 FLOOR_LABEL = "memory floor (12 B/value at measured bandwidth)"
 
 
@@ -371,15 +427,102 @@ def run_workload(name, settings, kernel):
   }
 
 
-def add_floors(workloads, bandwidth_gbps):
-  """Adds each workload's floor, each path's ratio to it, and the swa_ops speedup."""
-  for result in workloads.values():
-    result["floor_ms"] = BYTES_PER_VALUE * result["num_values"] / (bandwidth_gbps * 1e9) * 1e3
-    paths = result["paths"]
-    for path in paths.values():
+def floor_ms(num_values, bandwidth_gbps):
+  return BYTES_PER_VALUE * num_values / (bandwidth_gbps * 1e9) * 1e3
+
+
+def add_path_floors(result, bandwidth_gbps):
+  """Adds `result`'s floor and each measured path's ratio to it."""
+  result["floor_ms"] = floor_ms(result["num_values"], bandwidth_gbps)
+  for path in result["paths"].values():
+    if "median_ms" in path:
       path["ratio_to_floor"] = path["median_ms"] / result["floor_ms"]
+
+
+def add_floors(workloads, bandwidth_gbps):
+  """Adds each workload's floor, each path's ratio to it, and the swa_ops speedups (grouped and
+  per-variable) over the reference."""
+  for result in workloads.values():
+    add_path_floors(result, bandwidth_gbps)
+    paths = result["paths"]
+    reference_ms = paths["reference_tf_function"]["median_ms"]
     result["speedup_swa_ops_vs_reference_tf_function"] = (
-        paths["reference_tf_function"]["median_ms"] / paths["swa_ops_tf_function"]["median_ms"])
+        reference_ms / paths["swa_ops_tf_function"]["median_ms"])
+    result["speedup_swa_ops_per_variable_vs_reference_tf_function"] = (
+        reference_ms / paths["swa_ops_per_variable_tf_function"]["median_ms"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweep: ms per update against the number of variables, at a fixed total size
+
+def predict_first_call_s(history, num_variables):
+  """The first-call seconds of a path at `num_variables`, extrapolated from its measured
+  [(num_variables, seconds), ...] as a * n + b * n**2 through the last two points, with a, b >= 0
+  (linear or quadratic from the last point when the fit gives a negative one); None without
+  history."""
+  if not history:
+    return None
+  n1, t1 = history[-1]
+  if len(history) == 1:
+    return t1 * num_variables / n1
+  n0, t0 = history[-2]
+  b = (t1 / n1 - t0 / n0) / (n1 - n0)
+  a = t1 / n1 - b * n1
+  if b <= 0:
+    return t1 * num_variables / n1
+  if a <= 0:
+    return t1 * (num_variables / n1) ** 2
+  return a * num_variables + b * num_variables ** 2
+
+
+def skipped_path(predicted_s, limit_s):
+  return {
+      "skipped": True,
+      "predicted_first_call_s": predicted_s,
+      "reason": "predicted first call (tracing) %.1f s > limit %g s" % (predicted_s, limit_s),
+  }
+
+
+def run_sweep_point(num_variables, total_values, settings, history, limit_s):
+  """Times the sweep paths on `num_variables` equal variables, skipping those whose predicted
+  first call exceeds `limit_s`; appends each measured first call to `history[key]`."""
+  values_each = total_values // num_variables
+  paths = {}
+  for key in SWEEP_PATH_KEYS:
+    predicted = predict_first_call_s(history[key], num_variables)
+    if predicted is not None and predicted > limit_s:
+      paths[key] = skipped_path(predicted, limit_s)
+  to_run = [key for key in SWEEP_PATH_KEYS if key not in paths]
+  if to_run:
+    variables = make_variables([(values_each,)] * num_variables)
+    functions = {key: BUILDERS[key](variables) for key in to_run}
+    for key, result in measure_paths(functions, settings).items():
+      paths[key] = summarize(*result)
+      history[key].append((num_variables, paths[key]["first_call_s"]))
+    del functions, variables
+    gc.collect()
+  return {
+      "num_variables": num_variables,
+      "values_per_variable": values_each,
+      "num_values": values_each * num_variables,
+      "paths": {key: paths[key] for key in SWEEP_PATH_KEYS},
+  }
+
+
+def run_sweep(variable_counts, total_values, settings, limit_s):
+  """The sweep's points, in increasing number of variables (floors added later)."""
+  history = {key: [] for key in SWEEP_PATH_KEYS}
+  points = []
+  for num_variables in sorted(variable_counts):
+    print("sweep: %d variables ..." % num_variables, file=sys.stderr, flush=True)
+    points.append(run_sweep_point(num_variables, total_values, settings, history, limit_s))
+  return points
+
+
+def add_sweep_floors(sweep, bandwidth_gbps):
+  sweep["floor_ms"] = floor_ms(sweep["total_values"], bandwidth_gbps)
+  for point in sweep["points"]:
+    add_path_floors(point, bandwidth_gbps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,13 +542,111 @@ def format_results_table(workloads):
 
 
 def format_speedup_table(workloads):
-  lines = ["| workload | variables | float32 values | swa_ops vs reference (tf.function, "
-           "median) |", "|---|---:|---:|---:|"]
+  lines = ["| workload | variables | float32 values | swa_ops grouped vs reference | "
+           "swa_ops per-variable vs reference |", "|---|---:|---:|---:|---:|"]
   for name, result in workloads.items():
-    lines.append("| %s | %d | %d | %.2fx |" % (
+    lines.append("| %s | %d | %d | %.2fx | %.2fx |" % (
         name, result["num_variables"], result["num_values"],
-        result["speedup_swa_ops_vs_reference_tf_function"]))
+        result["speedup_swa_ops_vs_reference_tf_function"],
+        result["speedup_swa_ops_per_variable_vs_reference_tf_function"]))
   return "\n".join(lines)
+
+
+def format_sweep_table(sweep, measured_cell, skipped_cell, floor_cell=None):
+  """One row per point, one column per sweep path, then the floor if `floor_cell`."""
+  header = [LABELS[key] for key in SWEEP_PATH_KEYS] + ([FLOOR_LABEL] if floor_cell else [])
+  lines = ["| variables | floats each | %s |" % " | ".join(header),
+           "|---:|---:|" + "---:|" * len(header)]
+  for point in sweep["points"]:
+    cells = [skipped_cell(path) if path.get("skipped") else measured_cell(path)
+             for path in (point["paths"][key] for key in SWEEP_PATH_KEYS)]
+    if floor_cell:
+      cells.append(floor_cell(point))
+    lines.append("| %d | %d | %s |" % (point["num_variables"], point["values_per_variable"],
+                                       " | ".join(cells)))
+  return "\n".join(lines)
+
+
+def cache_note(sweep):
+  """A warning when a point's data (averages and variables) fits in the last-level cache,
+  where the DRAM floor is no lower bound; or None."""
+  llc = sweep["last_level_cache_bytes"]
+  data = 2 * 4 * sweep["total_values"]
+  if not llc or data >= llc:
+    return None
+  return ("Note: a point's averages and variables (%d MiB) fit in the last-level cache (%d MiB "
+          "per sysfs), so the floor (DRAM bandwidth) is no strict lower bound here: x floor < 1 "
+          "is possible." % (data // 2**20, llc // 2**20))
+
+
+def format_sweep(sweep):
+  """The sweep's tables: median ms per update, and the first call's seconds."""
+  title = ("Sweep: %d float32 values in total, split equally; %s run (median over %s repeats)"
+           % (sweep["total_values"], sweep["mode"], sweep["settings"]["repeats"]))
+  ms = format_sweep_table(
+      sweep, lambda path: "%.3f (x%.1f)" % (path["median_ms"], path["ratio_to_floor"]),
+      lambda path: "skipped", lambda point: "%.3f" % point["floor_ms"])
+  first_call = format_sweep_table(
+      sweep, lambda path: "%.2f" % path["first_call_s"],
+      lambda path: "skipped (predicted %.1f)" % path["predicted_first_call_s"])
+  skipped = ["- %s at %d variables: not run, %s" % (LABELS[key], point["num_variables"],
+                                                    point["paths"][key]["reason"])
+             for point in sweep["points"] for key in SWEEP_PATH_KEYS
+             if point["paths"][key].get("skipped")]
+  parts = [title, "", "ms per update (x floor = median / floor):", "", ms, ""]
+  if cache_note(sweep):
+    parts += [cache_note(sweep), ""]
+  parts += ["First call (tracing, shadow creation, first run) in seconds; a path is not run "
+            "where this is predicted above %g s:" % sweep["trace_limit_s"], "", first_call]
+  if skipped:
+    parts += ["", "Skipped:"] + skipped
+  return "\n".join(parts)
+
+
+def plot_sweep(sweep, path):
+  """Writes the sweep's log-log plot to `path`; returns None, or why it was not written."""
+  try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+  except ImportError:
+    return "matplotlib is not installed"
+  figure, axes = plt.subplots(figsize=(9, 8))
+  for key in SWEEP_PATH_KEYS:
+    measured = [(point["num_variables"], point["paths"][key]["median_ms"])
+                for point in sweep["points"] if not point["paths"][key].get("skipped")]
+    skipped = [str(point["num_variables"]) for point in sweep["points"]
+               if point["paths"][key].get("skipped")]
+    label = LABELS[key]
+    if skipped:
+      label += " (not run at %s variables: predicted first call > %g s)" % (
+          ", ".join(skipped), sweep["trace_limit_s"])
+    if measured:
+      axes.plot(*zip(*measured), marker="o", label=label)
+  axes.axhline(sweep["floor_ms"], color="black", linestyle="--",
+               label="memory floor: %.2f ms (12 B/value at %.1f GB/s)" % (
+                   sweep["floor_ms"], sweep["bandwidth_gb_per_s"]))
+  axes.set_xscale("log")
+  axes.set_yscale("log")
+  axes.set_xlim(min(p["num_variables"] for p in sweep["points"]) / 1.5,
+                max(p["num_variables"] for p in sweep["points"]) * 1.5)
+  axes.set_xlabel("number of float32 variables (%d values in total, split equally)"
+                  % sweep["total_values"])
+  axes.set_ylabel("ms per update (median)")
+  axes.set_title("SWA/EMA update time vs number of variables (%s run)" % sweep["mode"])
+  plain = matplotlib.ticker.FuncFormatter(lambda value, _: "%g" % value)
+  for axis in (axes.xaxis, axes.yaxis):
+    axis.set_major_formatter(plain)
+  axes.yaxis.set_minor_formatter(plain)
+  axes.tick_params(axis="y", which="minor", labelsize="x-small")
+  axes.grid(True, which="both", alpha=0.3)
+  axes.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.12))
+  figure.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+  return None
 
 
 def format_bandwidth(bandwidth):
@@ -427,23 +668,49 @@ def write_json(path, report):
 
 # ---------------------------------------------------------------------------------------------
 
+def parse_counts(text):
+  return tuple(int(item) for item in text.split(",") if item.strip())
+
+
 def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--quick", action="store_true", help="fewer repeats (same sizes)")
+  parser.add_argument("--quick", action="store_true",
+                      help="fewer repeats (same workload sizes; sweep at %s variables)"
+                      % ",".join(map(str, SWEEP_SETTINGS["quick"]["variables"])))
   parser.add_argument("--json", default=os.path.join(HERE, "results", "latest.json"),
                       help="where to write the results (default: %(default)s)")
   parser.add_argument("--workloads", default=",".join(WORKLOADS),
                       help="comma-separated subset of %s" % ",".join(WORKLOADS))
+  part = parser.add_mutually_exclusive_group()
+  part.add_argument("--sweep", action="store_true", help="run the sweep only (no workloads)")
+  part.add_argument("--no-sweep", action="store_true", help="run the workloads only")
+  parser.add_argument("--sweep-variables", type=parse_counts, default=None,
+                      help="comma-separated numbers of variables (default: %s; quick: %s)" % (
+                          ",".join(map(str, SWEEP_SETTINGS["full"]["variables"])),
+                          ",".join(map(str, SWEEP_SETTINGS["quick"]["variables"]))))
+  parser.add_argument("--sweep-values", type=int, default=SWEEP_TOTAL_VALUES,
+                      help="float32 values in total per sweep point (default: %(default)s)")
+  parser.add_argument("--sweep-trace-limit", type=float, default=SWEEP_TRACE_LIMIT_S,
+                      help="skip a sweep path at a point where its first call is predicted to "
+                      "take longer, in seconds (default: %(default)s)")
+  parser.add_argument("--plot", default=os.path.join(HERE, "results", "sweep.png"),
+                      help="where to write the sweep plot (default: %(default)s)")
   args = parser.parse_args(argv)
-  args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+  args.workloads = [] if args.sweep else [
+      w.strip() for w in args.workloads.split(",") if w.strip()]
   unknown = [w for w in args.workloads if w not in WORKLOADS]
   if unknown:
     parser.error("unknown workloads %s (choose from %s)" % (unknown, ", ".join(WORKLOADS)))
+  if args.sweep_variables is not None and (
+      not args.sweep_variables or min(args.sweep_variables) < 1 or
+      max(args.sweep_variables) > args.sweep_values):
+    parser.error("--sweep-variables must be between 1 and --sweep-values")
   return args
 
 
 def run_all(names, settings, machine):
-  """Times the workloads `names`; returns (workloads, bandwidth) with floors added."""
+  """Times the workloads `names` (possibly none); returns (workloads, bandwidth) with floors
+  added."""
   kernel = BandwidthKernel(bandwidth_array_floats(), machine["nproc"])
   start_up_gbps = kernel.best_gbps(settings["bandwidth_repeats"])
   workloads = {}
@@ -465,6 +732,49 @@ def run_all(names, settings, machine):
   return workloads, bandwidth
 
 
+def sweep_report(args, mode, bandwidth_gbps):
+  """Runs the sweep as `args` say; returns its JSON record, floors added."""
+  settings = {key: value for key, value in SWEEP_SETTINGS[mode].items() if key != "variables"}
+  variable_counts = args.sweep_variables or SWEEP_SETTINGS[mode]["variables"]
+  sweep = {
+      "mode": mode,
+      "settings": settings,
+      "total_values": args.sweep_values,
+      "trace_limit_s": args.sweep_trace_limit,
+      "last_level_cache_bytes": last_level_cache_bytes(),
+      "bandwidth_gb_per_s": bandwidth_gbps,
+      "points": run_sweep(variable_counts, args.sweep_values, settings, args.sweep_trace_limit),
+  }
+  add_sweep_floors(sweep, bandwidth_gbps)
+  return sweep
+
+
+def print_workloads(mode, workloads):
+  print("ms per apply() (%s run; median and min over repeats; x floor = median / floor)" % mode)
+  print()
+  print(format_results_table(workloads))
+  print()
+  print("Speedup: reference tf.function median / swa_ops tf.function median")
+  print()
+  print(format_speedup_table(workloads))
+  print()
+
+
+def print_sweep(sweep, plot_path):
+  """Prints the sweep's tables, writes its plot; records the plot's path or why it is
+  missing."""
+  print(format_sweep(sweep))
+  print()
+  skipped_because = plot_sweep(sweep, plot_path)
+  if skipped_because:
+    sweep["plot"], sweep["plot_skipped"] = None, skipped_because
+    print("Sweep plot skipped: %s" % skipped_because)
+  else:
+    sweep["plot"] = plot_path
+    print("Sweep plot written to %s" % plot_path)
+  print()
+
+
 def main(argv=None):
   args = parse_args(argv)
   mode = "quick" if args.quick else "full"
@@ -475,28 +785,30 @@ def main(argv=None):
 
   machine = machine_info()
   workloads, bandwidth = run_all(args.workloads, settings, machine)
+  sweep = None if args.no_sweep else sweep_report(args, mode, bandwidth["gb_per_s"])
   elapsed = time.perf_counter() - started
 
   print("Machine: %d cores, %s, TensorFlow %s" % (
       machine["nproc"], machine["cpu_model"], machine["tensorflow_version"]))
   print(format_bandwidth(bandwidth))
   print()
-  print("ms per apply() (%s run; median and min over repeats; x floor = median / floor)" % mode)
-  print()
-  print(format_results_table(workloads))
-  print()
-  print(format_speedup_table(workloads))
-  print()
+  if workloads:
+    print_workloads(mode, workloads)
+  if sweep:
+    print_sweep(sweep, args.plot)
   print("Total time: %.0f s" % elapsed)
 
-  write_json(args.json, {
+  report = {
       "mode": mode,
       "settings": settings,
       "machine": machine,
       "bandwidth": bandwidth,
       "workloads": workloads,
       "total_seconds": elapsed,
-  })
+  }
+  if sweep:
+    report["sweep"] = sweep
+  write_json(args.json, report)
   print("Results written to %s" % args.json)
 
 

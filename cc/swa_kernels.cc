@@ -14,8 +14,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "cpu_updates.h"
 #include "swa_functors.h"
-#include "swa_math.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
@@ -47,24 +47,16 @@ struct ComputeType<Eigen::bfloat16> {
 
 namespace functor {
 
-// Calls body(segment, begin, end) over every element of `segments`, the elements of all
-// segments split into ranges by Eigen's cost model over TF's intra-op thread pool: the work is
-// divided by bytes, not by variable, so one huge variable and thousands of tiny ones alike use
-// every core (and a small total runs inline).
+// Runs body(segment, begin, end) over every element of `segments`, split into ranges by
+// Eigen's cost model over TF's intra-op thread pool: by bytes, not by variable, so one huge
+// variable and thousands of tiny ones alike use every core (and a small total runs inline).
 template <typename Segment, typename Body>
-void ForEachElementRange(const CPUDevice& device, const Segment* segments, int64_t count,
-                         const Eigen::TensorOpCost& cost_per_element, const Body& body) {
-  std::vector<int64_t> offsets(count + 1, 0);
-  for (int64_t s = 0; s < count; ++s) offsets[s + 1] = offsets[s] + segments[s].size;
-  if (offsets[count] == 0) return;
-  device.parallelFor(offsets[count], cost_per_element, [&](Eigen::Index begin, Eigen::Index end) {
-    int64_t s = std::upper_bound(offsets.begin(), offsets.end(), begin) - offsets.begin() - 1;
-    for (; begin < end; ++s) {
-      const int64_t segment_end = std::min<int64_t>(end, offsets[s + 1]);
-      if (segment_end > begin) body(segments[s], begin - offsets[s], segment_end - offsets[s]);
-      begin = segment_end;
-    }
-  });
+void ParallelOverSegments(const CPUDevice& device, const Segment* segments, int64_t count,
+                          const Eigen::TensorOpCost& cost_per_element, const Body& body) {
+  const SegmentRanges<Segment> ranges(segments, count);
+  if (ranges.total() == 0) return;
+  device.parallelFor(ranges.total(), cost_per_element,
+                     [&](Eigen::Index begin, Eigen::Index end) { ranges.ForEach(begin, end, body); });
 }
 
 template <typename T>
@@ -73,16 +65,10 @@ struct MovingAverageUpdate<CPUDevice, T> {
                   int64_t count, double weight) {
     using C = typename ComputeType<T>::type;
     const C w = static_cast<C>(weight);
-    const Eigen::TensorOpCost cost(2 * sizeof(T), sizeof(T), 3);
-    ForEachElementRange(device, segments, count, cost,
-                        [w](const MovingAverageSegment<T>& segment, int64_t begin, int64_t end) {
-      T* __restrict__ average = segment.average;
-      const T* __restrict__ value = segment.value;
-      for (int64_t i = begin; i < end; ++i) {
-        average[i] = static_cast<T>(math::MovingAverageStep<C>(static_cast<C>(average[i]),
-                                                               static_cast<C>(value[i]), w));
-      }
-    });
+    ParallelOverSegments(device, segments, count, Eigen::TensorOpCost(2 * sizeof(T), sizeof(T), 3),
+                         [w](const MovingAverageSegment<T>& segment, int64_t begin, int64_t end) {
+                           MovingAverageRange<T, C>(segment, begin, end, w);
+                         });
   }
 };
 
@@ -92,20 +78,11 @@ struct DebiasedMovingAverageUpdate<CPUDevice, T> {
                   double weight) {
     using C = typename ComputeType<T>::type;
     const C w = static_cast<C>(weight);
-    const Eigen::TensorOpCost cost(3 * sizeof(T), 2 * sizeof(T), 5);
-    ForEachElementRange(device, segments, count, cost,
-                        [w](const DebiasedSegment<T>& segment, int64_t begin, int64_t end) {
-      T* __restrict__ average = segment.average;
-      T* __restrict__ biased = segment.biased;
-      const T* __restrict__ value = segment.value;
-      const C denominator = static_cast<C>(segment.debias_denominator);
-      for (int64_t i = begin; i < end; ++i) {
-        const T new_biased = static_cast<T>(
-            math::MovingAverageStep<C>(static_cast<C>(biased[i]), static_cast<C>(value[i]), w));
-        biased[i] = new_biased;
-        average[i] = static_cast<T>(math::Debias<C>(static_cast<C>(new_biased), denominator));
-      }
-    });
+    ParallelOverSegments(device, segments, count,
+                         Eigen::TensorOpCost(3 * sizeof(T), 2 * sizeof(T), 5),
+                         [w](const DebiasedSegment<T>& segment, int64_t begin, int64_t end) {
+                           DebiasedRange<T, C>(segment, begin, end, w);
+                         });
   }
 };
 
