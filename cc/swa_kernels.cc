@@ -266,6 +266,7 @@ class MovingAverageOp : public OpKernel {
   explicit MovingAverageOp(OpKernelConstruction* ctx) : OpKernel(ctx), num_variables_(1) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
     if (ctx->HasAttr("N")) OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &num_variables_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("G", &num_guards_));
     if (ctx->HasAttr("start")) {
       OP_REQUIRES_OK(ctx, ctx->GetAttr("start", &schedule_.start));
       OP_REQUIRES_OK(ctx, ctx->GetAttr("period", &schedule_.period));
@@ -278,6 +279,14 @@ class MovingAverageOp : public OpKernel {
     const int value_begin = state_count;
     UpdateScalars scalars;
     OP_REQUIRES_OK(ctx, kReadScalars(ctx, value_begin + n, schedule_, &scalars));
+    for (int g = 0; g < num_guards_; ++g) {
+      const Tensor& guard = ctx->input(value_begin + n + 1 + g);
+      OP_REQUIRES(ctx, tensorflow::TensorShapeUtils::IsScalar(guard.shape()),
+                  absl::InvalidArgumentError(absl::StrCat(OpPrefix(ctx),
+                                                          "apply_if must be a scalar, got shape ",
+                                                          guard.shape().DebugString())));
+      if (!guard.scalar<bool>()()) scalars.skip = true;
+    }
     constexpr tensorflow::DataType kDtype = DataTypeToEnum<T>::value;
     for (int index = 0; index < state_count; ++index) {
       OP_REQUIRES_OK(ctx, CheckVariableInput(ctx, index, kDtype, kStateRoles[index / n]));
@@ -340,6 +349,7 @@ class MovingAverageOp : public OpKernel {
 
   bool use_locking_;
   int num_variables_;
+  int num_guards_;
   StepSchedule schedule_;
 };
 

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/common_shape_fns.h"
 #include "tensorflow/core/framework/op_def_builder.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -22,9 +23,16 @@ using tensorflow::OpDefBuilder;
 using tensorflow::shape_inference::InferenceContext;
 using tensorflow::shape_inference::ShapeHandle;
 
-// The step or decay input (always the last one) must be a scalar.
+// The step or decay input (before the G `apply_if` flags, which end the inputs).
+int ScalarIndex(InferenceContext* c) {
+  int64_t guards = 0;
+  if (!c->GetAttr("G", &guards).ok()) guards = 0;
+  return c->num_inputs() - 1 - static_cast<int>(guards);
+}
+
+// The step or decay input must be a scalar.
 absl::Status ResourceUpdateShape(InferenceContext* c) {
-  ShapeHandle scalar = c->input(c->num_inputs() - 1);
+  ShapeHandle scalar = c->input(ScalarIndex(c));
   if (c->RankKnown(scalar) && c->Rank(scalar) != 0) {
     tensorflow::DataType unused;
     const char* name = c->GetAttr("Tstep", &unused).ok() ? "step" : "decay";
@@ -37,10 +45,10 @@ absl::Status ResourceUpdateShape(InferenceContext* c) {
 // Ref variants: the average (input 0) and the value have one shape; so does `biased`, if any.
 absl::Status RefUpdateShape(InferenceContext* c) {
   TF_RETURN_IF_ERROR(ResourceUpdateShape(c));
-  const int value_index = c->num_inputs() - 2;
+  const int value_index = ScalarIndex(c) - 1;
   ShapeHandle shape = c->input(0);
   for (int i = 1; i <= value_index; ++i) {
-    if (i == 2 && c->num_inputs() == 5) continue;  // DebiasedEMARef's local_step is a scalar.
+    if (i == 2 && value_index == 3) continue;  // DebiasedEMARef's local_step is a scalar.
     TF_RETURN_IF_ERROR(c->Merge(shape, c->input(i), &shape));
   }
   c->set_output(0, shape);
@@ -78,6 +86,10 @@ void RegisterVariants(const UpdateOp& op) {
     builder.Input(absl::StrCat(grouped ? "values: N * " : "value: ",
                                variable_value ? "resource" : "T"));
     builder.Input(absl::StrCat(op.scalar, ": ", scalar_attr));
+    // G = 0 or 1 flags: with a false one the op validates its inputs and changes nothing (the
+    // non-finite guard: AllFinite's result, decided on the device with no host sync).
+    builder.Input("apply_if: G * bool");
+    builder.Attr("G: int >= 0");
     builder.Attr("T: {half, bfloat16, float, double}");
     builder.Attr(absl::StrCat(scalar_attr, ": ", op.scalar_types));
     builder.Attr("use_locking: bool = false");
@@ -102,6 +114,12 @@ bool RegisterAll() {
   // average <- biased / (1 - decay ** local_step).
   RegisterVariants({"DebiasedEMA", {"average", "biased", "local_step"}, "decay",
                     "{half, bfloat16, float, double}"});
+  // True when every element of every value (tensors or resource variables) is finite.
+  Register(OpDefBuilder("AllFinite")
+               .Input("values: Tvalues")
+               .Output("all_finite: bool")
+               .Attr("Tvalues: list({half, bfloat16, float, double, resource}) >= 1")
+               .SetShapeFn(tensorflow::shape_inference::ScalarShape));
   // Exchanges the values of first[i] and second[i] (their buffers), bit-exactly.
   Register(OpDefBuilder("SwapVariablesN")
                .Input("first: N * resource")

@@ -49,6 +49,26 @@ absl::Status CheckVariableInput(OpKernelContext* ctx, int index, DataType dtype,
   return absl::OkStatus();
 }
 
+absl::Status ShareVariableTensor(OpKernelContext* ctx, int index, tensorflow::Tensor* out) {
+  tensorflow::core::RefCountPtr<Var> var;
+  absl::Status found =
+      tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, index), &var);
+  const std::string where = absl::StrCat(ctx->op_kernel().type_string(), " '",
+                                         ctx->op_kernel().name(), "': variable ",
+                                         DescribeVariableInput(ctx, index));
+  if (!found.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(where, " does not exist (uninitialized or deleted): ", found.message()));
+  }
+  tsl::tf_shared_lock lock(*var->mu());
+  if (!var->is_initialized) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(where, " is uninitialized: run its initializer first"));
+  }
+  *out = *var->tensor();
+  return absl::OkStatus();
+}
+
 bool SameResourceVariable(OpKernelContext* ctx, int index, int other) {
   if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE ||
       ctx->input_dtype(other) != tensorflow::DT_RESOURCE) {

@@ -35,6 +35,11 @@ std::string DescribeVariableInput(tensorflow::OpKernelContext* ctx, int index);
 absl::Status CheckVariableInput(tensorflow::OpKernelContext* ctx, int index,
                                 tensorflow::DataType dtype, const char* role);
 
+// The current tensor of the resource variable at input `index` (shared, not copied: for a
+// read-only scan such as AllFinite), after checking it exists and is initialised.
+absl::Status ShareVariableTensor(tensorflow::OpKernelContext* ctx, int index,
+                                 tensorflow::Tensor* out);
+
 // True when input `index` is a resource handle to the same variable as input `other`.
 bool SameResourceVariable(tensorflow::OpKernelContext* ctx, int index, int other);
 

@@ -3,12 +3,21 @@
 The public API (averager.py, moving_averages.py) is written once against this interface;
 `swa_ops.reference` binds it to `REFERENCE`, the rest of the package to `FUSED`. Every method
 gets Variables (`average`, `biased`, `local_step`), a Variable or Tensor `value` of the same
-dtype, and a scalar Tensor `step` or `decay`; it returns the update (an op or a tensor). The
-`*_group` methods (where `grouped`) take lists of resource Variables of one dtype and device.
+dtype, a scalar Tensor `step` or `decay`, and `Options`; it returns the update (an op or a
+tensor). The `*_group` methods (where `grouped`) take lists of resource Variables of one dtype
+and device.
 """
+import collections
+
 import tensorflow as tf
 
+from swa_ops import _errors
 from swa_ops import _ops
+
+# use_locking: exclusive locks during the update. schedule: SWA's (start, period).
+# apply_if: None, or a boolean scalar Tensor; when false the update changes nothing.
+Options = collections.namedtuple("Options", ["use_locking", "schedule", "apply_if"],
+                                 defaults=[False, (0, 1), None])
 
 
 class FusedBackend:
@@ -17,64 +26,78 @@ class FusedBackend:
 
   grouped = True
 
-  def swa_group(self, averages, values, step, use_locking, schedule=(0, 1)):
-    return _ops.swa_assign_n(averages, values, step, use_locking=use_locking,
-                             start=schedule[0], period=schedule[1])
+  def swa(self, average, value, step, options):
+    return _ops.swa_assign(average, value, step, use_locking=options.use_locking,
+                           start=options.schedule[0], period=options.schedule[1],
+                           apply_if=options.apply_if)
 
-  def ema_group(self, averages, values, decay, use_locking):
-    return _ops.ema_assign_n(averages, values, decay, use_locking=use_locking)
-
-  def debiased_group(self, averages, biased, local_steps, values, decay, use_locking):
-    return _ops.debiased_ema_n(averages, biased, local_steps, values, decay,
-                               use_locking=use_locking)
-
-  def swa(self, average, value, step, use_locking, schedule=(0, 1)):
-    return _ops.swa_assign(average, value, step, use_locking=use_locking, start=schedule[0],
-                           period=schedule[1])
+  def swa_group(self, averages, values, step, options):
+    return _ops.swa_assign_n(averages, values, step, use_locking=options.use_locking,
+                             start=options.schedule[0], period=options.schedule[1],
+                             apply_if=options.apply_if)
 
   def swa_decay(self, step):
     step = tf.cast(step, tf.float64)
     return step / (step + 1.0)
 
-  def ema(self, average, value, decay, use_locking):
-    return _ops.ema_assign(average, value, decay, use_locking=use_locking)
+  def ema(self, average, value, decay, options):
+    return _ops.ema_assign(average, value, decay, use_locking=options.use_locking,
+                           apply_if=options.apply_if)
 
-  def debiased(self, average, biased, local_step, value, decay, use_locking):
-    return _ops.debiased_ema(average, biased, local_step, value, decay, use_locking=use_locking)
+  def ema_group(self, averages, values, decay, options):
+    return _ops.ema_assign_n(averages, values, decay, use_locking=options.use_locking,
+                             apply_if=options.apply_if)
+
+  def debiased(self, average, biased, local_step, value, decay, options):
+    return _ops.debiased_ema(average, biased, local_step, value, decay,
+                             use_locking=options.use_locking, apply_if=options.apply_if)
+
+  def debiased_group(self, averages, biased, local_steps, values, decay, options):
+    return _ops.debiased_ema_n(averages, biased, local_steps, values, decay,
+                               use_locking=options.use_locking, apply_if=options.apply_if)
+
+  def all_finite(self, values):
+    return _ops.all_finite(values)
 
 
 class ReferenceBackend:
   """The reference's math in plain TF ops: decay = n / (1 + n) in float32, `1 - decay` cast to
-  the variable's dtype, and 3 (EMA) to 10 (zero-debiased) ops per update. No grouped updates."""
+  the variable's dtype, and 3 (EMA) to 10 (zero-debiased) ops per update. No grouped updates,
+  no non-finite guard."""
 
   grouped = False
 
-  def swa(self, average, value, step, use_locking, schedule=(0, 1)):
-    if schedule == (0, 1):
-      return self.ema(average, value, self.swa_decay(step), use_locking)
-    start, period = schedule
+  def swa(self, average, value, step, options):
+    if options.schedule == (0, 1):
+      return self.ema(average, value, self.swa_decay(step), options)
+    start, period = options.schedule
     since_start = tf.cast(step, tf.float32) - start
     selected = (since_start >= 0) & tf.equal(tf.math.floormod(since_start, period), 0.0)
     k = tf.maximum(since_start, 0.0) / period
-    return self.ema(average, value, tf.where(selected, k / (k + 1.0), 1.0), use_locking)
+    return self.ema(average, value, tf.where(selected, k / (k + 1.0), 1.0), options)
 
   def swa_decay(self, step):
     step = tf.cast(step, tf.float32)
     return step / (1.0 + step)
 
-  def ema(self, average, value, decay, use_locking):
+  def ema(self, average, value, decay, options):
     weight = tf.cast(1.0 - decay, average.dtype.base_dtype)
-    return tf.compat.v1.assign_sub(average, (average - value) * weight, use_locking=use_locking)
+    return tf.compat.v1.assign_sub(average, (average - value) * weight,
+                                   use_locking=options.use_locking)
 
-  def debiased(self, average, biased, local_step, value, decay, use_locking):
+  def debiased(self, average, biased, local_step, value, decay, options):
     weight = tf.cast(1.0 - decay, average.dtype.base_dtype)
     update_biased = tf.compat.v1.assign_sub(biased, (biased - value) * weight,
-                                            use_locking=use_locking)
+                                            use_locking=options.use_locking)
     update_local_step = tf.compat.v1.assign_add(local_step, tf.ones([], local_step.dtype.base_dtype),
-                                                use_locking=use_locking)
+                                                use_locking=options.use_locking)
     with tf.control_dependencies([update_biased, update_local_step]):
       debiased = biased.read_value() / (1 - tf.pow(1.0 - weight, local_step.read_value()))
-      return tf.compat.v1.assign_sub(average, average - debiased, use_locking=use_locking)
+      return tf.compat.v1.assign_sub(average, average - debiased, use_locking=options.use_locking)
+
+  def all_finite(self, values):
+    raise _errors.ArgumentError("swa_ops.reference has no non-finite guard (skip_nonfinite): "
+                                "the reference lets NaN and Inf propagate")
 
 
 FUSED = FusedBackend()

@@ -46,7 +46,8 @@ library = _load_library()
 
 UPDATE_OPS = ("SWAAssign", "EMAAssign", "DebiasedEMA")
 RAW_OP_NAMES = tuple(name + variant for name in UPDATE_OPS
-                     for variant in ("", "Variable", "Ref", "N", "NVariable")) + ("SwapVariablesN",)
+                     for variant in ("", "Variable", "Ref", "N", "NVariable")) + (
+                         "SwapVariablesN", "AllFinite")
 for _name in RAW_OP_NAMES:
   tf_ops.NotDifferentiable(_name)
 
@@ -62,9 +63,16 @@ def is_ref_variable(value):
   return isinstance(value, tf.Variable) and not is_resource_variable(value)
 
 
-def _run(raw_op, state, value, scalar, use_locking, name, **attrs):
+def _guards(apply_if):
+  """The `apply_if` input list: empty, or the one boolean (an update with a false one changes
+  nothing)."""
+  return [] if apply_if is None else [apply_if]
+
+
+def _run(raw_op, state, value, scalar, use_locking, name, apply_if=None, **attrs):
   """Calls the variant of `raw_op` that fits `state` (the variables updated) and `value`."""
   dtype = state[0].dtype.base_dtype
+  attrs["apply_if"] = _guards(apply_if)
   if is_resource_variable(state[0]):
     handles = [variable.handle for variable in state]
     if is_resource_variable(value):
@@ -77,9 +85,10 @@ def _run(raw_op, state, value, scalar, use_locking, name, **attrs):
   return op(*state, value, scalar, use_locking=use_locking, name=name, **attrs)
 
 
-def _run_grouped(raw_op, state_lists, values, scalar, use_locking, name, **attrs):
+def _run_grouped(raw_op, state_lists, values, scalar, use_locking, name, apply_if=None, **attrs):
   """Calls the grouped `raw_op` (resource variables only) on lists of equal length."""
   dtype = state_lists[0][0].dtype.base_dtype
+  attrs["apply_if"] = _guards(apply_if)
   handles = [[variable.handle for variable in state] for state in state_lists]
   if all(is_resource_variable(value) for value in values):
     op = getattr(library, raw_op + "_variable")
@@ -90,39 +99,44 @@ def _run_grouped(raw_op, state_lists, values, scalar, use_locking, name, **attrs
                                   **attrs)
 
 
-def swa_assign(average, value, step, use_locking=False, name=None, start=0, period=1):
+def swa_assign(average, value, step, use_locking=False, name=None, start=0, period=1,
+               apply_if=None):
   """average <- average - (average - value) / (k + 1); the weight computed in float64; k = step,
   or with a schedule k = (step - start) / period at the steps it selects (others: no change)."""
-  return _run("swa_assign", [average], value, step, use_locking, name, start=start,
+  return _run("swa_assign", [average], value, step, use_locking, name, apply_if, start=start,
               period=period)
 
 
-def ema_assign(average, value, decay, use_locking=False, name=None):
+def ema_assign(average, value, decay, use_locking=False, name=None, apply_if=None):
   """average <- average - (average - value) * (1 - decay)."""
-  return _run("ema_assign", [average], value, decay, use_locking, name)
+  return _run("ema_assign", [average], value, decay, use_locking, name, apply_if)
 
 
-def debiased_ema(average, biased, local_step, value, decay, use_locking=False, name=None):
+def debiased_ema(average, biased, local_step, value, decay, use_locking=False, name=None,
+                 apply_if=None):
   """biased <- biased - (biased - value) * (1 - decay); local_step += 1;
   average <- biased / (1 - decay ** local_step)."""
-  return _run("debiased_ema", [average, biased, local_step], value, decay, use_locking, name)
+  return _run("debiased_ema", [average, biased, local_step], value, decay, use_locking, name,
+              apply_if)
 
 
-def swa_assign_n(averages, values, step, use_locking=False, name=None, start=0, period=1):
+def swa_assign_n(averages, values, step, use_locking=False, name=None, start=0, period=1,
+                 apply_if=None):
   """`swa_assign` for lists of resource variables (one dtype, one device), as one op."""
-  return _run_grouped("swa_assign_n", [averages], values, step, use_locking, name, start=start,
-                      period=period)
+  return _run_grouped("swa_assign_n", [averages], values, step, use_locking, name, apply_if,
+                      start=start, period=period)
 
 
-def ema_assign_n(averages, values, decay, use_locking=False, name=None):
+def ema_assign_n(averages, values, decay, use_locking=False, name=None, apply_if=None):
   """`ema_assign` for lists of resource variables (one dtype, one device), as one op."""
-  return _run_grouped("ema_assign_n", [averages], values, decay, use_locking, name)
+  return _run_grouped("ema_assign_n", [averages], values, decay, use_locking, name, apply_if)
 
 
-def debiased_ema_n(averages, biased, local_steps, values, decay, use_locking=False, name=None):
+def debiased_ema_n(averages, biased, local_steps, values, decay, use_locking=False, name=None,
+                   apply_if=None):
   """`debiased_ema` for lists of resource variables (one dtype, one device), as one op."""
   return _run_grouped("debiased_eman", [averages, biased, local_steps], values, decay,
-                      use_locking, name)
+                      use_locking, name, apply_if)
 
 
 def swap_variables(first, second, name=None):
@@ -130,3 +144,9 @@ def swap_variables(first, second, name=None):
   op: the variables trade buffers, so the swap is bit-exact and copies nothing."""
   return library.swap_variables_n([v.handle for v in first], [v.handle for v in second],
                                   T=first[0].dtype.base_dtype, name=name)
+
+
+def all_finite(values, name=None):
+  """A boolean scalar: every element of every value (Variables or Tensors) is finite; one op."""
+  inputs = [value.handle if is_resource_variable(value) else value for value in values]
+  return library.all_finite(inputs, name=name)

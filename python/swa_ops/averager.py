@@ -59,6 +59,11 @@ class SWAMovingAverage(tf.Module):
       n >= start with (n - start) % period == 0 are averaged, the k-th of them
       (k = (n - start) / period) with weight 1 / (k + 1); at other steps apply() changes
       nothing. A tf.function training loop needs no Python branching and no host sync.
+    skip_nonfinite: if any element of any value of an `apply()` is NaN or Inf, skip that
+      whole update (every shadow keeps its value) and add 1 to `skipped_updates`, an int64
+      Variable saved with the averager. Decided inside the ops (one `AllFinite` op over all
+      values feeds every update op): no host sync. Without it NaN and Inf propagate into the
+      averages, as in the reference.
     grouped: update all variables of one (device, dtype) group with one op (`SWAAssignN`)
       instead of one op per variable (`SWAAssign`). The results are bit-identical; the grouped op
       saves the per-op overhead (which dominates for many small variables) and checks every
@@ -73,7 +78,7 @@ class SWAMovingAverage(tf.Module):
   _backend = _backends.FUSED
 
   def __init__(self, num_updates, zero_debias=False, name="SWAMovingAverage", use_locking=False,
-               grouped=True, start=0, period=1):
+               grouped=True, start=0, period=1, skip_nonfinite=False):
     if not (isinstance(start, int) and start >= 0 and isinstance(period, int) and period >= 1):
       raise _errors.ArgumentError("SWAMovingAverage: start must be an int >= 0 and period an "
                                   "int >= 1, got start=%r, period=%r" % (start, period))
@@ -89,6 +94,11 @@ class SWAMovingAverage(tf.Module):
     self._grouped = grouped
     self._zero_debias = zero_debias
     self._use_locking = use_locking
+    self._skip_nonfinite = skip_nonfinite
+    if skip_nonfinite:
+      with tf.init_scope():
+        self.skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                           name=name + "/skipped_updates")
     # Keyed by variable (not checkpointable keys): each shadow is tracked by name instead.
     self._averages = data_structures.NoDependency({})  # _key(var) -> shadow Variable
     self._debias_states = data_structures.NoDependency({})  # _key(tensor) -> (biased, local_step)
@@ -144,9 +154,16 @@ class SWAMovingAverage(tf.Module):
 
     with tf.name_scope(self._name) as scope:
       step = _step_tensor(self._num_updates)
+      options = _backends.Options(self._use_locking, self._schedule)
+      if self._skip_nonfinite:
+        finite = self._backend.all_finite(var_list)
+        options = options._replace(apply_if=finite)
       updates = []
       for debiased, group in self._groups(var_list):
-        updates.extend(self._update_group(step, debiased, group))
+        updates.extend(self._update_group(step, debiased, group, options))
+      if self._skip_nonfinite:
+        updates.append(self.skipped_updates.assign_add(
+            tf.cast(tf.logical_not(finite), tf.int64), read_value=False))
       return tf.group(*updates, name=scope)
 
   def _groups(self, var_list):
@@ -164,7 +181,7 @@ class SWAMovingAverage(tf.Module):
       groups.setdefault(key, (debiased, []))[1].append(var)
     return groups.values()
 
-  def _update_group(self, step, debiased, group):
+  def _update_group(self, step, debiased, group, options):
     """The update ops of one group: one grouped op, or one op per variable."""
     averages = [self._averages[_key(var)] for var in group]
     with tf.name_scope("AssignMovingAvg"):
@@ -172,14 +189,14 @@ class SWAMovingAverage(tf.Module):
         decay = self._backend.swa_decay(step)
         biased, local_steps = zip(*(self._debias_states[_key(var)] for var in group))
         if len(group) == 1 or not self._backend.grouped:
-          return [self._backend.debiased(*args, decay, self._use_locking)
+          return [self._backend.debiased(*args, decay, options)
                   for args in zip(averages, biased, local_steps, group)]
         return [self._backend.debiased_group(averages, list(biased), list(local_steps), group,
-                                             decay, self._use_locking)]
+                                             decay, options)]
       if len(group) == 1 or not self._backend.grouped:
-        return [self._backend.swa(average, var, step, self._use_locking, self._schedule)
+        return [self._backend.swa(average, var, step, options)
                 for average, var in zip(averages, group)]
-      return [self._backend.swa_group(averages, group, step, self._use_locking, self._schedule)]
+      return [self._backend.swa_group(averages, group, step, options)]
 
   def _ensure_shadow(self, var):
     if _key(var) in self._averages:

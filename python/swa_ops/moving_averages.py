@@ -60,7 +60,7 @@ def updated_value(variable, update):
 
 @tf.autograph.experimental.do_not_convert
 def assign_with(backend, variable, value, decay, zero_debias=True, name=None,
-                use_locking=False):
+                use_locking=False, skip_nonfinite=False):
   what = "assign_moving_average"
   variable, value = _state.unwrap(variable), _state.unwrap(value)
   if not isinstance(variable, tf.Variable):
@@ -71,16 +71,19 @@ def assign_with(backend, variable, value, decay, zero_debias=True, name=None,
   decay = as_decay(decay, what)
   with tf.name_scope(name or "AssignMovingAvg"):
     with tf.compat.v1.colocate_with(variable):
+      options = _backends.Options(use_locking)
+      if skip_nonfinite:
+        options = options._replace(apply_if=backend.all_finite([value]))
       if zero_debias:
         biased, local_step = _state.debias_state(variable)
-        update = backend.debiased(variable, biased, local_step, value, decay, use_locking)
+        update = backend.debiased(variable, biased, local_step, value, decay, options)
       else:
-        update = backend.ema(variable, value, decay, use_locking)
+        update = backend.ema(variable, value, decay, options)
   return updated_value(variable, update)
 
 
 def assign_moving_average(variable, value, decay, zero_debias=True, name=None,
-                          use_locking=False):
+                          use_locking=False, skip_nonfinite=False):
   """Updates `variable` towards `value` and returns its new value.
 
   `variable <- variable - (variable - value) * (1 - decay)`, as one fused op. With
@@ -100,6 +103,7 @@ def assign_moving_average(variable, value, decay, zero_debias=True, name=None,
     zero_debias: whether to zero-debias (see above).
     name: name scope of the update, default "AssignMovingAvg".
     use_locking: hold the variables' locks exclusively during the update.
+    skip_nonfinite: if `value` holds a NaN or Inf, change nothing (decided inside the op).
 
   Returns:
     The updated value of `variable` (in graph mode, a tensor that runs the update).
@@ -108,7 +112,8 @@ def assign_moving_average(variable, value, decay, zero_debias=True, name=None,
     TypeError (also tf.errors.InvalidArgumentError): dtype not a float or dtypes differ.
     ValueError (also tf.errors.InvalidArgumentError): shapes differ, or decay out of [0, 1].
   """
-  return assign_with(_backends.FUSED, variable, value, decay, zero_debias, name, use_locking)
+  return assign_with(_backends.FUSED, variable, value, decay, zero_debias, name, use_locking,
+                     skip_nonfinite)
 
 
 # Eager code and tf.function: the variables of each `weighted_moving_average` name, created once.
@@ -127,17 +132,23 @@ def _weighted_state_eager(name, value, weight):
 
 
 def _weighted_update(backend, value_x_weight, weight_average, value, weight, decay, truediv,
-                     name):
+                     name, skip_nonfinite):
   """Updates both averages (one grouped op where the backend has them) and divides."""
   if backend.grouped and _ops.is_resource_variable(value_x_weight) and _ops.is_resource_variable(
       weight_average):
     what = "weighted_moving_average"
     values = [as_value(value_x_weight, value * weight, what), as_value(weight_average, weight, what)]
+    options = _backends.Options()
+    if skip_nonfinite:
+      options = options._replace(apply_if=backend.all_finite(values))
     update = backend.ema_group([value_x_weight, weight_average], values, as_decay(decay, what),
-                               False)
+                               options)
     numerator = updated_value(value_x_weight, update)
     denominator = updated_value(weight_average, update)
   else:
+    if skip_nonfinite:
+      raise _errors.ArgumentError("weighted_moving_average: skip_nonfinite needs resource "
+                                  "variables and swa_ops' grouped ops")
     numerator = assign_with(backend, value_x_weight, value * weight, decay, zero_debias=False)
     denominator = assign_with(backend, weight_average, weight, decay, zero_debias=False)
   if truediv:
@@ -146,7 +157,8 @@ def _weighted_update(backend, value_x_weight, weight_average, value, weight, dec
 
 
 @tf.autograph.experimental.do_not_convert
-def weighted_with(backend, value, decay, weight, truediv=True, collections=None, name=None):
+def weighted_with(backend, value, decay, weight, truediv=True, collections=None, name=None,
+                  skip_nonfinite=False):
   what = "weighted_moving_average"
   value = tf.convert_to_tensor(value)
   check_float(value, what)
@@ -166,7 +178,7 @@ def weighted_with(backend, value, decay, weight, truediv=True, collections=None,
     value_x_weight, weight_average = _weighted_state_eager(name, value, weight)
     with tf.name_scope(name):
       return _weighted_update(backend, value_x_weight, weight_average, value, weight, decay,
-                              truediv, None)
+                              truediv, None, skip_nonfinite)
   if collections is None:
     collections = [tf.compat.v1.GraphKeys.GLOBAL_VARIABLES]
   with tf.compat.v1.variable_scope(name, "WeightedMovingAvg", [value, weight, decay]) as scope:
@@ -176,10 +188,11 @@ def weighted_with(backend, value, decay, weight, truediv=True, collections=None,
                                   trainable=False, collections=collections)
         for var_name, like in (("value_x_weight", value), ("weight", weight)))
     return _weighted_update(backend, value_x_weight, weight_average, value, weight, decay,
-                            truediv, scope.name)
+                            truediv, scope.name, skip_nonfinite)
 
 
-def weighted_moving_average(value, decay, weight, truediv=True, collections=None, name=None):
+def weighted_moving_average(value, decay, weight, truediv=True, collections=None, name=None,
+                            skip_nonfinite=False):
   """The moving average of `value * weight` divided by the moving average of `weight`.
 
   Keeps two non-trainable, zero-initialised variables, `value_x_weight` and `weight`, in variable
@@ -189,6 +202,8 @@ def weighted_moving_average(value, decay, weight, truediv=True, collections=None
   tf.function the pair of a scope name (and shapes, dtype) is created once and reused.
 
   Returns `ema(value * weight) / ema(weight)` (`truediv`; otherwise `tf.compat.v1.div`, which
-  for the float dtypes supported is the same division).
+  for the float dtypes supported is the same division). `skip_nonfinite=True`: if `value` or
+  `weight` holds a NaN or Inf, neither average changes (decided inside the op).
   """
-  return weighted_with(_backends.FUSED, value, decay, weight, truediv, collections, name)
+  return weighted_with(_backends.FUSED, value, decay, weight, truediv, collections, name,
+                       skip_nonfinite)

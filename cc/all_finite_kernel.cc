@@ -1,0 +1,85 @@
+// AllFinite: whether every element of every value (tensors or resource variables) is finite.
+// The non-finite guard feeds it to the update ops' `apply_if` input.
+#define EIGEN_USE_THREADS
+
+#include <atomic>
+
+#include "absl/strings/str_cat.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/register_types.h"
+#include "unsupported/Eigen/CXX11/Tensor"
+#include "variable_access.h"
+
+namespace swa_ops {
+namespace {
+
+using CPUDevice = Eigen::ThreadPoolDevice;
+using tensorflow::Tensor;
+
+template <typename T>
+bool AllFiniteIn(const CPUDevice& device, const Tensor& tensor) {
+  const T* data = tensor.flat<T>().data();
+  std::atomic<bool> finite{true};
+  device.parallelFor(tensor.NumElements(), Eigen::TensorOpCost(sizeof(T), 0, 2),
+                     [&](Eigen::Index begin, Eigen::Index end) {
+    if (!finite.load(std::memory_order_relaxed)) return;
+    bool ok = true;
+    for (Eigen::Index i = begin; i < end; ++i) {
+      const float x = static_cast<float>(data[i]);  // Inf and NaN survive the conversion.
+      ok &= (x - x) == 0.0f;                        // False exactly for Inf and NaN.
+    }
+    if (!ok) finite.store(false, std::memory_order_relaxed);
+  });
+  return finite.load();
+}
+
+template <>
+bool AllFiniteIn<double>(const CPUDevice& device, const Tensor& tensor) {
+  const double* data = tensor.flat<double>().data();
+  std::atomic<bool> finite{true};
+  device.parallelFor(tensor.NumElements(), Eigen::TensorOpCost(sizeof(double), 0, 2),
+                     [&](Eigen::Index begin, Eigen::Index end) {
+    if (!finite.load(std::memory_order_relaxed)) return;
+    bool ok = true;
+    for (Eigen::Index i = begin; i < end; ++i) ok &= (data[i] - data[i]) == 0.0;
+    if (!ok) finite.store(false, std::memory_order_relaxed);
+  });
+  return finite.load();
+}
+
+class AllFiniteOp : public tensorflow::OpKernel {
+ public:
+  using OpKernel::OpKernel;
+
+  void Compute(tensorflow::OpKernelContext* ctx) override {
+    bool all_finite = true;
+    for (int i = 0; i < num_inputs() && all_finite; ++i) {
+      Tensor value = ctx->input(i);
+      if (ctx->input_dtype(i) == tensorflow::DT_RESOURCE) {
+        OP_REQUIRES_OK(ctx, ShareVariableTensor(ctx, i, &value));
+      }
+      const CPUDevice& device = ctx->eigen_device<CPUDevice>();
+      switch (value.dtype()) {
+        case tensorflow::DT_HALF: all_finite = AllFiniteIn<Eigen::half>(device, value); break;
+        case tensorflow::DT_BFLOAT16:
+          all_finite = AllFiniteIn<Eigen::bfloat16>(device, value);
+          break;
+        case tensorflow::DT_FLOAT: all_finite = AllFiniteIn<float>(device, value); break;
+        case tensorflow::DT_DOUBLE: all_finite = AllFiniteIn<double>(device, value); break;
+        default:
+          ctx->CtxFailure(absl::InvalidArgumentError(absl::StrCat(
+              "AllFinite '", name(), "': variable ", DescribeVariableInput(ctx, i), " has dtype ",
+              tensorflow::DataTypeString(value.dtype()), "; expected a float dtype")));
+          return;
+      }
+    }
+    Tensor* output;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &output));
+    output->scalar<bool>()() = all_finite;
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("AllFinite").Device(tensorflow::DEVICE_CPU), AllFiniteOp);
+
+}  // namespace
+}  // namespace swa_ops
