@@ -196,3 +196,47 @@ def test_weighted_moving_average_updates_both_averages_with_one_op():
   types = collections.Counter(op.type for op in update.get_concrete_function().graph.get_operations())
   assert types["EMAAssignN"] == 1 and types["EMAAssign"] == 0, types
   np.testing.assert_allclose(update().numpy(), [1.0, 2.0, 3.0], rtol=1e-6)
+
+
+def test_locked_grouped_updates_are_serialisable():
+  """8 threads x 1000 grouped updates with use_locking=True over the same 12 averages, each
+  thread writing its own constant (step 0: the average becomes the value). In a serial order of
+  whole updates every read of an average sees one thread's constant in all its elements (an
+  observer thread reads while they run), and at the end all 12 hold the constant of the same
+  thread (the last update). A torn update would mix constants."""
+  averages = [tf.Variable(tf.zeros([4096])) for _ in range(12)]
+  values = [[tf.Variable(tf.fill([4096], float(t + 1))) for _ in range(12)] for t in range(8)]
+  step = tf.constant(0, tf.int64)
+  errors = []
+
+  def work(thread_values):
+    try:
+      update = tf.function(lambda: (_ops.swa_assign_n(averages, thread_values, step,
+                                                      use_locking=True), None)[1])
+      for _ in range(1000):
+        update()
+    except Exception as error:  # pylint: disable=broad-except
+      errors.append(error)
+
+  torn_reads = []
+
+  def observe():
+    while any(t.is_alive() for t in threads):
+      for average in averages[:3]:
+        seen = average.numpy()
+        if not np.all(seen == seen[0]):
+          torn_reads.append(np.unique(seen))
+
+  threads = [threading.Thread(target=work, args=(v,)) for v in values]
+  for t in threads:
+    t.start()
+  observer = threading.Thread(target=observe)
+  observer.start()
+  for t in threads:
+    t.join(timeout=300)
+  observer.join(timeout=60)
+  assert not any(t.is_alive() for t in threads), "deadlock: threads still running"
+  assert not errors, errors
+  assert not torn_reads, torn_reads[:3]
+  final = np.stack([a.numpy() for a in averages])
+  assert np.all(final == final[0, 0]) and 1 <= final[0, 0] <= 8, np.unique(final)
