@@ -182,6 +182,13 @@ absl::Status ScalarsForDebiasing(OpKernelContext* ctx, int index, const StepSche
 
 constexpr const char* kStateRoles[] = {"average", "biased", "local_step"};
 
+absl::Status OwnAverageError(OpKernelContext* ctx, int state_index, int num_variables) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      OpPrefix(ctx), kStateRoles[state_index / num_variables], " variable ",
+      DescribeVariableInput(ctx, state_index),
+      " is also the value averaged into it: a variable cannot be its own average"));
+}
+
 // No variable may appear twice among the variables an op updates, nor be the value averaged
 // into one of them: checked on the resource handles, before anything is locked or written.
 absl::Status CheckDistinctResources(OpKernelContext* ctx, int state_count, int value_begin,
@@ -207,10 +214,7 @@ absl::Status CheckDistinctResources(OpKernelContext* ctx, int state_count, int v
     if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) continue;
     auto it = seen.find(key(index));
     if (it != seen.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          OpPrefix(ctx), kStateRoles[it->second / num_variables], " variable ",
-          DescribeVariableInput(ctx, it->second),
-          " is also the value averaged into it: a variable cannot be its own average"));
+      return OwnAverageError(ctx, it->second, num_variables);
     }
   }
   return absl::OkStatus();
@@ -243,10 +247,7 @@ absl::Status CheckDistinctBuffers(OpKernelContext* ctx, const std::vector<Tensor
     if (values[i].NumElements() == 0) continue;
     auto it = seen.find(values[i].tensor_data().data());
     if (it != seen.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          OpPrefix(ctx), kStateRoles[it->second / num_variables], " variable ",
-          DescribeVariableInput(ctx, it->second),
-          " is also the value averaged into it: a variable cannot be its own average"));
+      return OwnAverageError(ctx, it->second, num_variables);
     }
   }
   return absl::OkStatus();
