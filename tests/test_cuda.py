@@ -42,3 +42,13 @@ def test_cuda_harness_passes(harness):
   assert summary, result.stdout + result.stderr
   assert int(summary.group(2)) == 0 and result.returncode == 0, result.stdout
   assert int(summary.group(1)) > 0
+
+
+def test_gpu_benchmark_compiles(harness, tmp_path):
+  nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+  result = subprocess.run(
+      [nvcc, "-std=c++17", "-O3", GENCODE[-1], "-I" + os.path.join(ROOT, "cc"),
+       "-I" + os.path.join(ROOT, "cuda"), os.path.join(ROOT, "benchmarks", "gpu_bench.cu"),
+       os.path.join(ROOT, "cuda", "swa_kernels.cu"), "-o", str(tmp_path / "gpu_bench")],
+      capture_output=True, text=True, timeout=1200)
+  assert result.returncode == 0, result.stdout + result.stderr
