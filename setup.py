@@ -52,7 +52,7 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu==%s.*" % TF_SERIES],
         "gpu": ["tensorflow==%s.*" % TF_SERIES],
-        "test": ["pytest", "numpy"],
+        "test": ["pytest", "numpy", "hypothesis"],
     },
     zip_safe=False,
 )
