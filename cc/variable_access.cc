@@ -18,14 +18,16 @@ std::string DescribeVariableInput(OpKernelContext* ctx, int index) {
 }
 
 absl::Status CheckVariableInput(OpKernelContext* ctx, int index, DataType dtype, const char* role) {
-  const std::string where =
-      absl::StrCat(ctx->op_kernel().type_string(), " '", ctx->op_kernel().name(), "': ", role,
-                   " variable ", DescribeVariableInput(ctx, index));
+  // Built only for an error: this runs for every variable of every update.
+  auto where = [&] {
+    return absl::StrCat(ctx->op_kernel().type_string(), " '", ctx->op_kernel().name(), "': ",
+                        role, " variable ", DescribeVariableInput(ctx, index));
+  };
   if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) {
     // Reference input: the op definition already fixes its dtype to T.
     if (!ctx->mutable_input(index, /*lock_held=*/false).IsInitialized()) {
       return absl::FailedPreconditionError(
-          absl::StrCat(where, " is uninitialized: run its initializer first"));
+          absl::StrCat(where(), " is uninitialized: run its initializer first"));
     }
     return absl::OkStatus();
   }
@@ -34,15 +36,15 @@ absl::Status CheckVariableInput(OpKernelContext* ctx, int index, DataType dtype,
       tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, index), &var);
   if (!found.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        where, " does not exist (uninitialized or deleted): ", found.message()));
+        where(), " does not exist (uninitialized or deleted): ", found.message()));
   }
   tsl::tf_shared_lock lock(*var->mu());
   if (!var->is_initialized) {
     return absl::FailedPreconditionError(
-        absl::StrCat(where, " is uninitialized: run its initializer first"));
+        absl::StrCat(where(), " is uninitialized: run its initializer first"));
   }
   if (var->tensor()->dtype() != dtype) {
-    return absl::InvalidArgumentError(absl::StrCat(where, " has dtype ",
+    return absl::InvalidArgumentError(absl::StrCat(where(), " has dtype ",
                                                    DataTypeString(var->tensor()->dtype()),
                                                    " but the op expects ", DataTypeString(dtype)));
   }
