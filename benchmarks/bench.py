@@ -52,23 +52,29 @@ default 4M = 4 * 2**20 float32 values, split equally: each variable gets total /
 values), for 10, 30, 100, 300, 1000, 3000 and 10000 variables (quick run: 10, 100, 1000).
 Paths: swa_ops tf.function (grouped), swa_ops per-variable tf.function, swa_ops.reference
 tf.function and EMA tf.function (EMA XLA is left out: its compile time, like the others'
-tracing, grows faster than linearly with the number of variables). Each point is timed as a
-workload (interleaved rounds; fewer and shorter batches, see SWEEP_SETTINGS), without the
-bandwidth kernel: its floor uses the run's best bandwidth. Tracing (the first call) of
-thousands of variables is slow and grows faster than linearly (part of it is quadratic:
-TensorFlow's slot_creator makes each new shadow's variable scope unique by a linear search), so
-before each point a path's first-call time is predicted from its last two measured points as
-a * n + b * n**2 (a, b >= 0); a path whose prediction exceeds `--sweep-trace-limit` (default
-60 s) is not run at that point (nor, since the prediction only grows, at larger ones), and the
-tables, the JSON and the plot say so. The plot (log-log, ms per update against the number of
-variables, one line per path, the memory floor as a horizontal line) is written to
-benchmarks/results/sweep.png when matplotlib is installed (otherwise the run says it skipped
-the plot).
+first call, grows faster than linearly with the number of variables). Each point is timed like
+a workload (interleaved rounds; fewer and shorter batches, see SWEEP_SETTINGS), without the
+bandwidth kernel: its floor uses the run's best bandwidth. The 32 MiB of averages and variables
+can stay in the last-level cache, so there the floor is no strict lower bound (the output says
+so when sysfs reports a larger cache).
 
-Run time on the 2-core development machine: full run about RUNTIME_FULL, quick run about
-RUNTIME_QUICK (most of the sweep's time is the first calls at 3000 variables; at 10000 every
-path's predicted first call exceeds 60 s there, so the point is skipped; with
-`--sweep-trace-limit 400` it is run, which adds roughly 10 minutes).
+The first call of thousands of variables is slow and grows faster than linearly (3000
+variables: 12-35 s; 10000: 40-80 s for the swa_ops paths, much of the grouped path's in
+Grappler's dependency optimizer, which is quadratic in the 20000 inputs of its one op). So
+before each point, every path's first call is predicted from its last measured points (log-log extrapolation, see
+`predict_first_call_s`); a path predicted above `--sweep-trace-limit` (default 60 s) is not
+run at that point (nor, as the prediction only grows, at larger ones), and the tables, the
+JSON ("skipped", "reason", "predicted_first_call_s") and the plot's legend say so. The plot
+(log-log: ms per update against the number of variables, one line per path, the memory floor
+as a horizontal line) goes to benchmarks/results/sweep.png (`--plot`) when matplotlib is
+installed; otherwise the run prints and writes everything else and says that it skipped the
+plot.
+
+Run time on the 2-core development machine: full run about 6 minutes (start-up and workloads
+about 3.5, sweep about 2.5, most of it first calls at 3000 variables; at 10000 variables every
+path is predicted above 60 s there, the per-variable path just so: where it runs, add about a
+minute), quick run about 2 minutes. `--sweep --sweep-variables 10000 --sweep-trace-limit 1000`
+measures every path at 10000 variables (about 8 minutes there).
 
 Results are printed as markdown tables and written as JSON (default
 benchmarks/results/latest.json) with machine information.
@@ -78,6 +84,7 @@ import concurrent.futures
 import functools
 import gc
 import json
+import math
 import os
 import platform
 import statistics
@@ -113,7 +120,7 @@ SETTINGS = {
 }
 # The sweep's timing (same meaning as above) and its numbers of variables.
 SWEEP_SETTINGS = {
-    "full": dict(repeats=7, target_s=0.2, path_budget_s=3.0, min_repeats=3,
+    "full": dict(repeats=5, target_s=0.15, path_budget_s=2.0, min_repeats=3,
                  variables=(10, 30, 100, 300, 1000, 3000, 10000)),
     "quick": dict(repeats=3, target_s=0.1, path_budget_s=1.0, min_repeats=3,
                   variables=(10, 100, 1000)),
@@ -264,10 +271,17 @@ WORKLOADS = {
 }
 
 
-def make_variables(shapes, seed=0):
-  """float32 tf.Variables of `shapes`, filled with uniform random values."""
+def make_variables(shapes, prefix, seed=0):
+  """float32 tf.Variables of `shapes`, filled with uniform random values, named `<prefix>_<i>`.
+
+  Distinct names, as a model's variables have: the shadows are created by TF's slot_creator,
+  which makes each shadow's variable scope unique within the process by counting up through
+  the names taken (`Variable/<name>`, `Variable_1/<name>`, ...), so unnamed variables would make
+  every shadow's creation linear, and the first call of a path quadratic, in the number of
+  variables created so far in the process, earlier workloads and paths included."""
   rng = np.random.default_rng(seed)
-  return [tf.Variable(rng.random(shape, dtype=np.float32)) for shape in shapes]
+  return [tf.Variable(rng.random(shape, dtype=np.float32), name="%s_%d" % (prefix, index))
+          for index, shape in enumerate(shapes)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,7 +425,7 @@ def run_workload(name, settings, kernel):
   kernel, frees them. The floor is added later (`add_floors`), from the run's best bandwidth."""
   description, shapes_fn = WORKLOADS[name]
   shapes = shapes_fn()
-  variables = make_variables(shapes)
+  variables = make_variables(shapes, name)
   functions = {key: builder(variables) for key, _, builder in PATHS}
   functions[BANDWIDTH_KEY] = kernel
   measured = measure_paths(functions, settings)
@@ -455,24 +469,23 @@ def add_floors(workloads, bandwidth_gbps):
 # ---------------------------------------------------------------------------------------------
 # Sweep: ms per update against the number of variables, at a fixed total size
 
+def log_log_slope(point_a, point_b):
+  (n_a, t_a), (n_b, t_b) = point_a, point_b
+  return math.log(t_b / t_a) / math.log(n_b / n_a)
+
+
 def predict_first_call_s(history, num_variables):
-  """The first-call seconds of a path at `num_variables`, extrapolated from its measured
-  [(num_variables, seconds), ...] as a * n + b * n**2 through the last two points, with a, b >= 0
-  (linear or quadratic from the last point when the fit gives a negative one); None without
-  history."""
+  """The first-call seconds of a path at `num_variables`, extrapolated on log-log axes from its
+  measured [(num_variables, seconds), ...]: the slope of the last step plus the last increase
+  in slope (the growth steepens as TF's superlinear costs take over), at least 1 (linear);
+  None without history."""
   if not history:
     return None
-  n1, t1 = history[-1]
-  if len(history) == 1:
-    return t1 * num_variables / n1
-  n0, t0 = history[-2]
-  b = (t1 / n1 - t0 / n0) / (n1 - n0)
-  a = t1 / n1 - b * n1
-  if b <= 0:
-    return t1 * num_variables / n1
-  if a <= 0:
-    return t1 * (num_variables / n1) ** 2
-  return a * num_variables + b * num_variables ** 2
+  recent = history[-3:]
+  slopes = [log_log_slope(a, b) for a, b in zip(recent, recent[1:])]
+  slope = slopes[-1] + max(0.0, slopes[-1] - slopes[0]) if slopes else 1.0
+  n_last, t_last = history[-1]
+  return t_last * (num_variables / n_last) ** max(1.0, slope)
 
 
 def skipped_path(predicted_s, limit_s):
@@ -494,7 +507,7 @@ def run_sweep_point(num_variables, total_values, settings, history, limit_s):
       paths[key] = skipped_path(predicted, limit_s)
   to_run = [key for key in SWEEP_PATH_KEYS if key not in paths]
   if to_run:
-    variables = make_variables([(values_each,)] * num_variables)
+    variables = make_variables([(values_each,)] * num_variables, "sweep%d" % num_variables)
     functions = {key: BUILDERS[key](variables) for key in to_run}
     for key, result in measure_paths(functions, settings).items():
       paths[key] = summarize(*result)
@@ -513,7 +526,7 @@ def run_sweep(variable_counts, total_values, settings, limit_s):
   """The sweep's points, in increasing number of variables (floors added later)."""
   history = {key: [] for key in SWEEP_PATH_KEYS}
   points = []
-  for num_variables in sorted(variable_counts):
+  for num_variables in sorted(set(variable_counts)):
     print("sweep: %d variables ..." % num_variables, file=sys.stderr, flush=True)
     points.append(run_sweep_point(num_variables, total_values, settings, history, limit_s))
   return points
@@ -785,8 +798,10 @@ def main(argv=None):
 
   machine = machine_info()
   workloads, bandwidth = run_all(args.workloads, settings, machine)
+  workloads_done = time.perf_counter()
   sweep = None if args.no_sweep else sweep_report(args, mode, bandwidth["gb_per_s"])
   elapsed = time.perf_counter() - started
+  sweep_seconds = time.perf_counter() - workloads_done
 
   print("Machine: %d cores, %s, TensorFlow %s" % (
       machine["nproc"], machine["cpu_model"], machine["tensorflow_version"]))
@@ -796,7 +811,8 @@ def main(argv=None):
     print_workloads(mode, workloads)
   if sweep:
     print_sweep(sweep, args.plot)
-  print("Total time: %.0f s" % elapsed)
+  print("Total time: %.0f s (start-up and workloads %.0f s, sweep %.0f s)" % (
+      elapsed, elapsed - sweep_seconds, sweep_seconds))
 
   report = {
       "mode": mode,
@@ -807,6 +823,7 @@ def main(argv=None):
       "total_seconds": elapsed,
   }
   if sweep:
+    sweep["seconds"] = sweep_seconds
     report["sweep"] = sweep
   write_json(args.json, report)
   print("Results written to %s" % args.json)
