@@ -74,7 +74,7 @@ Run time on the 2-core development machine: full run about 6 minutes (start-up a
 about 3.5, sweep about 2.5, most of it first calls at 3000 variables; at 10000 variables every
 path is predicted above 60 s there, the per-variable path just so: where it runs, add about a
 minute), quick run about 2 minutes. `--sweep --sweep-variables 10000 --sweep-trace-limit 1000`
-measures every path at 10000 variables (about 8 minutes there).
+measures every path at 10000 variables (about 6 minutes there: first calls 40-125 s).
 
 Results are printed as markdown tables and written as JSON (default
 benchmarks/results/latest.json) with machine information.

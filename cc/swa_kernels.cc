@@ -301,6 +301,7 @@ class MovingAverageOp : public OpKernel {
     std::iota(state_inputs.begin(), state_inputs.end(), 0);
     {
       LockedVariables<Device, T> locked(ctx, state_inputs, use_locking_);
+      OP_REQUIRES_OK(ctx, locked.status());
       std::vector<Tensor> state(state_count);
       for (int index = 0; index < state_count; ++index) {
         OP_REQUIRES_OK(ctx, locked.Get(index, &state[index]));

@@ -31,9 +31,15 @@ absl::Status CheckVariableInput(OpKernelContext* ctx, int index, DataType dtype,
     }
     return absl::OkStatus();
   }
+  const tensorflow::ResourceHandle& handle = tensorflow::HandleFromInput(ctx, index);
+  if (!handle.device().empty() && handle.device() != ctx->device()->attributes().name()) {
+    return absl::InvalidArgumentError(absl::StrCat(where(), " lives on ", handle.device(),
+                                                   " but the op runs on ",
+                                                   ctx->device()->attributes().name(),
+                                                   ": place the update with its variables"));
+  }
   tensorflow::core::RefCountPtr<Var> var;
-  absl::Status found =
-      tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, index), &var);
+  absl::Status found = tensorflow::LookupResource(ctx, handle, &var);
   if (!found.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
         where(), " does not exist (uninitialized or deleted): ", found.message()));

@@ -15,6 +15,8 @@
 #ifndef SWA_OPS_CC_VARIABLE_ACCESS_H_
 #define SWA_OPS_CC_VARIABLE_ACCESS_H_
 
+#include <algorithm>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -71,15 +73,41 @@ absl::Status ReadValueInput(tensorflow::OpKernelContext* ctx, int index, tensorf
 }
 
 // Holds the locks of the variables an op updates (see the locking model above) and hands out
-// their tensors, safe to update in place while this object lives.
+// their tensors, safe to update in place while this object lives. Locks are taken in address
+// order, each once, in O(N log N) for the N variables of a grouped op.
 template <typename Device, typename T>
 class LockedVariables {
  public:
   LockedVariables(tensorflow::OpKernelContext* ctx, const std::vector<int>& inputs, bool use_locking)
-      : ctx_(ctx),
-        use_locking_(use_locking),
-        locks_(tensorflow::MaybeLockVariableInputMutexesInOrder<Device, T>(
-            ctx, use_locking, /*sparse=*/true, inputs)) {}
+      : ctx_(ctx), use_locking_(use_locking) {
+    std::vector<tsl::mutex*> mutexes;
+    for (int input : inputs) {
+      if (ctx->input_dtype(input) == tensorflow::DT_RESOURCE) {
+        tensorflow::core::RefCountPtr<tensorflow::Var> var;
+        status_ = tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, input), &var);
+        if (!status_.ok()) return;
+        // Copy-on-read mode: readers copy, so the buffer can be updated in place.
+        status_ = tensorflow::EnsureSparseVariableAccess<Device, T>(ctx, var.get());
+        if (!status_.ok()) return;
+        mutexes.push_back(var->mu());
+        vars_.push_back(std::move(var));
+      } else if (use_locking) {
+        mutexes.push_back(ctx->input_ref_mutex(input));
+      }
+    }
+    std::sort(mutexes.begin(), mutexes.end());
+    mutexes.erase(std::unique(mutexes.begin(), mutexes.end()), mutexes.end());
+    for (tsl::mutex* mu : mutexes) {
+      if (use_locking) {
+        exclusive_.emplace_back(*mu);
+      } else {
+        shared_.emplace_back(*mu);
+      }
+    }
+  }
+
+  // The status of looking the variables up; check before Get.
+  const absl::Status& status() const { return status_; }
 
   absl::Status Get(int index, tensorflow::Tensor* out) {
     return tensorflow::GetInputTensorFromVariable<Device, T>(ctx_, index, use_locking_,
@@ -89,7 +117,11 @@ class LockedVariables {
  private:
   tensorflow::OpKernelContext* ctx_;
   bool use_locking_;
-  tensorflow::VariableInputLockHolder locks_;
+  absl::Status status_;
+  // Declared before the locks: destroyed after them.
+  std::vector<tensorflow::core::RefCountPtr<tensorflow::Var>> vars_;
+  std::deque<tsl::mutex_lock> exclusive_;  // deque: no moves as it grows
+  std::deque<tsl::tf_shared_lock> shared_;
 };
 
 // Takes the exclusive locks of the resource variables `inputs`, in address order.
