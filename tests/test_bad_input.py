@@ -1013,3 +1013,39 @@ def test_oracle_sanity():
   o2 = Oracle([2.0])
   o2.swa(np.array([4.0]), 1)
   assert o2.average[0] == 3.0
+
+
+def test_an_empty_var_list_is_an_argument_error():
+  swa = swa_ops.SWAMovingAverage(0)
+  with pytest.raises(swa_ops.ArgumentError, match="var_list is empty"):
+    swa.apply([])
+  with pytest.raises(swa_ops.ArgumentError, match="var_list is empty"):
+    swa.apply()  # Eager code: the graph's trainable variables are none.
+
+
+def test_variables_on_different_devices_are_an_error_that_changes_nothing():
+  """Average on CPU:0, value on CPU:1 (two logical devices, so in a subprocess): an
+  InvalidArgumentError naming the value input, and the average unchanged."""
+  import subprocess
+  import sys
+  import textwrap
+  script = textwrap.dedent("""
+      import tensorflow as tf
+      cpu = tf.config.list_physical_devices("CPU")[0]
+      tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+      from swa_ops import _ops
+      with tf.device("/cpu:0"):
+        average = tf.Variable([1.0, 2.0])
+      with tf.device("/cpu:1"):
+        value = tf.Variable([3.0, 4.0])
+      try:
+        with tf.device("/cpu:0"):
+          _ops.swa_assign(average, value, tf.constant(1))
+      except tf.errors.InvalidArgumentError as error:
+        print("ERROR", "value" in str(error) and "CPU:1" in str(error))
+      print("AVERAGE", average.numpy().tolist())
+  """)
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")).stdout
+  assert "ERROR True" in out, out
+  assert "AVERAGE [1.0, 2.0]" in out, out

@@ -134,6 +134,10 @@ class SWAMovingAverage(tf.Module):
     if var_list is None:
       var_list = tf.compat.v1.trainable_variables()
     var_list = [_state.unwrap(var) for var in var_list]
+    if not var_list:
+      raise _errors.ArgumentError(
+          "SWAMovingAverage.apply: var_list is empty (the default, the graph's trainable "
+          "variables, is empty in eager code and tf.function: pass the variables)")
     for var in var_list:
       if not isinstance(var, (tf.Variable, tf.Tensor)):
         raise _errors.DtypeError(
