@@ -3,6 +3,7 @@
 #define EIGEN_USE_THREADS
 
 #include <atomic>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -16,8 +17,10 @@ namespace {
 using CPUDevice = Eigen::ThreadPoolDevice;
 using tensorflow::Tensor;
 
+// Scanned in double for double (a large finite double would overflow a float), else in float.
 template <typename T>
 bool AllFiniteIn(const CPUDevice& device, const Tensor& tensor) {
+  using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
   const T* data = tensor.flat<T>().data();
   std::atomic<bool> finite{true};
   device.parallelFor(tensor.NumElements(), Eigen::TensorOpCost(sizeof(T), 0, 2),
@@ -25,23 +28,9 @@ bool AllFiniteIn(const CPUDevice& device, const Tensor& tensor) {
     if (!finite.load(std::memory_order_relaxed)) return;
     bool ok = true;
     for (Eigen::Index i = begin; i < end; ++i) {
-      const float x = static_cast<float>(data[i]);  // Inf and NaN survive the conversion.
-      ok &= (x - x) == 0.0f;                        // False exactly for Inf and NaN.
+      const C x = static_cast<C>(data[i]);  // Inf and NaN survive the conversion.
+      ok &= (x - x) == C(0);                // False exactly for Inf and NaN.
     }
-    if (!ok) finite.store(false, std::memory_order_relaxed);
-  });
-  return finite.load();
-}
-
-template <>
-bool AllFiniteIn<double>(const CPUDevice& device, const Tensor& tensor) {
-  const double* data = tensor.flat<double>().data();
-  std::atomic<bool> finite{true};
-  device.parallelFor(tensor.NumElements(), Eigen::TensorOpCost(sizeof(double), 0, 2),
-                     [&](Eigen::Index begin, Eigen::Index end) {
-    if (!finite.load(std::memory_order_relaxed)) return;
-    bool ok = true;
-    for (Eigen::Index i = begin; i < end; ++i) ok &= (data[i] - data[i]) == 0.0;
     if (!ok) finite.store(false, std::memory_order_relaxed);
   });
   return finite.load();

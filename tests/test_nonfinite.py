@@ -112,3 +112,11 @@ def test_skipped_updates_is_checkpointed(tmp_path):
 def test_the_reference_has_no_guard():
   with pytest.raises(swa_ops.ArgumentError, match="non-finite"):
     swa_ops.reference.SWAMovingAverage(0, skip_nonfinite=True).apply([tf.Variable([1.0])])
+
+
+def test_large_finite_doubles_are_finite():
+  from swa_ops import _ops
+  assert bool(_ops.all_finite([tf.constant([1e300, -1e308], tf.float64)]).numpy())
+  assert not bool(_ops.all_finite([tf.constant([1e300, np.nan], tf.float64)]).numpy())
+  assert not bool(_ops.all_finite([tf.constant([np.inf], tf.bfloat16),
+                                   tf.constant([1.0], tf.float16)]).numpy())
