@@ -2,7 +2,6 @@
 // and without copies (the variables trade buffers), all pairs checked before any is swapped.
 #define EIGEN_USE_THREADS
 
-#include <numeric>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -27,33 +26,30 @@ class SwapVariablesOp : public tensorflow::OpKernel {
   void Compute(OpKernelContext* ctx) override {
     const int n = num_pairs_;
     const std::string prefix = absl::StrCat(type_string(), " '", name(), "': ");
-    absl::flat_hash_set<std::string> seen;
+    // Declared before the locks: released after them.
+    std::vector<tensorflow::core::RefCountPtr<tensorflow::Var>> vars(2 * n);
+    absl::flat_hash_set<tensorflow::Var*> seen;
+    std::vector<tsl::mutex*> mutexes;
     for (int index = 0; index < 2 * n; ++index) {
-      OP_REQUIRES_OK(ctx, CheckVariableInput(ctx, index, tensorflow::DataTypeToEnum<T>::value,
-                                             index < n ? "first" : "second"));
-      const tensorflow::ResourceHandle& handle = tensorflow::HandleFromInput(ctx, index);
-      OP_REQUIRES(ctx, seen.insert(absl::StrCat(handle.device(), "|", handle.container(), "|",
-                                                handle.name())).second,
+      OP_REQUIRES_OK(ctx, LookupVariable(ctx, index, tensorflow::DataTypeToEnum<T>::value,
+                                         index < n ? "first" : "second", &vars[index]));
+      OP_REQUIRES(ctx, seen.insert(vars[index].get()).second,
                   absl::InvalidArgumentError(absl::StrCat(
                       prefix, "variable ", DescribeVariableInput(ctx, index),
                       " appears twice: each variable may be swapped once per op")));
+      mutexes.push_back(vars[index]->mu());
     }
-    std::vector<int> inputs(2 * n);
-    std::iota(inputs.begin(), inputs.end(), 0);
-    auto locks = LockExclusively<Device, T>(ctx, inputs);
+    OrderedLocks locks(std::move(mutexes), /*exclusive=*/true);
     for (int i = 0; i < n; ++i) {
-      tensorflow::core::RefCountPtr<tensorflow::Var> a, b;
-      OP_REQUIRES_OK(ctx, tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, i), &a));
-      OP_REQUIRES_OK(ctx,
-                     tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, n + i), &b));
-      OP_REQUIRES(ctx, a->tensor()->shape() == b->tensor()->shape(),
+      const tensorflow::TensorShape& a = vars[i]->tensor()->shape();
+      const tensorflow::TensorShape& b = vars[n + i]->tensor()->shape();
+      OP_REQUIRES(ctx, a == b,
                   absl::InvalidArgumentError(absl::StrCat(
                       prefix, "variables ", DescribeVariableInput(ctx, i), " (shape ",
-                      a->tensor()->shape().DebugString(), ") and ",
-                      DescribeVariableInput(ctx, n + i), " (shape ",
-                      b->tensor()->shape().DebugString(), ") have different shapes")));
+                      a.DebugString(), ") and ", DescribeVariableInput(ctx, n + i), " (shape ",
+                      b.DebugString(), ") have different shapes")));
     }
-    for (int i = 0; i < n; ++i) OP_REQUIRES_OK(ctx, SwapVariables(ctx, i, n + i));
+    for (int i = 0; i < n; ++i) SwapVariables(vars[i].get(), vars[n + i].get());
   }
 
  private:

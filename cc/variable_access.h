@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -37,13 +38,27 @@ std::string DescribeVariableInput(tensorflow::OpKernelContext* ctx, int index);
 absl::Status CheckVariableInput(tensorflow::OpKernelContext* ctx, int index,
                                 tensorflow::DataType dtype, const char* role);
 
+// Looks up the resource variable at input `index` after checking, with messages that name it:
+// it lives on the op's device, exists, is initialised and (unless `dtype` is DT_INVALID) has
+// `dtype`. `role` names the input in messages ("average", "value", ...).
+absl::Status LookupVariable(tensorflow::OpKernelContext* ctx, int index, tensorflow::DataType dtype,
+                            const char* role, tensorflow::core::RefCountPtr<tensorflow::Var>* var);
+
 // The current tensor of the resource variable at input `index` (shared, not copied: for a
 // read-only scan such as AllFinite), after checking it exists and is initialised.
 absl::Status ShareVariableTensor(tensorflow::OpKernelContext* ctx, int index,
                                  tensorflow::Tensor* out);
 
-// True when input `index` is a resource handle to the same variable as input `other`.
-bool SameResourceVariable(tensorflow::OpKernelContext* ctx, int index, int other);
+// Locks each distinct mutex once, in address order (so ops sharing variables cannot deadlock),
+// exclusively or shared, in O(N log N); releases them when destroyed.
+class OrderedLocks {
+ public:
+  OrderedLocks(std::vector<tsl::mutex*> mutexes, bool exclusive);
+
+ private:
+  std::deque<tsl::mutex_lock> exclusive_;  // deque: no element moves as it grows
+  std::deque<tsl::tf_shared_lock> shared_;
+};
 
 // Reads the value input `index`: a plain tensor, or a resource handle whose variable is read
 // once (a consistent snapshot; copied when the variable is in copy-on-read mode). No lock is held
@@ -55,9 +70,8 @@ absl::Status ReadValueInput(tensorflow::OpKernelContext* ctx, int index, tensorf
     *out = ctx->input(index);
     return absl::OkStatus();
   }
-  TF_RETURN_IF_ERROR(CheckVariableInput(ctx, index, tensorflow::DataTypeToEnum<T>::value, "value"));
   tensorflow::core::RefCountPtr<Var> var;
-  TF_RETURN_IF_ERROR(tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, index), &var));
+  TF_RETURN_IF_ERROR(LookupVariable(ctx, index, tensorflow::DataTypeToEnum<T>::value, "value", &var));
   tsl::tf_shared_lock lock(*var->mu());
   if (!var->copy_on_read_mode.load()) {
     *out = *var->tensor();
@@ -73,8 +87,8 @@ absl::Status ReadValueInput(tensorflow::OpKernelContext* ctx, int index, tensorf
 }
 
 // Holds the locks of the variables an op updates (see the locking model above) and hands out
-// their tensors, safe to update in place while this object lives. Locks are taken in address
-// order, each once, in O(N log N) for the N variables of a grouped op.
+// their tensors, safe to update in place while this object lives (OrderedLocks: address order,
+// each lock once, O(N log N) for the N variables of a grouped op).
 template <typename Device, typename T>
 class LockedVariables {
  public:
@@ -95,15 +109,7 @@ class LockedVariables {
         mutexes.push_back(ctx->input_ref_mutex(input));
       }
     }
-    std::sort(mutexes.begin(), mutexes.end());
-    mutexes.erase(std::unique(mutexes.begin(), mutexes.end()), mutexes.end());
-    for (tsl::mutex* mu : mutexes) {
-      if (use_locking) {
-        exclusive_.emplace_back(*mu);
-      } else {
-        shared_.emplace_back(*mu);
-      }
-    }
+    locks_ = std::make_unique<OrderedLocks>(std::move(mutexes), use_locking);
   }
 
   // The status of looking the variables up; check before Get.
@@ -120,23 +126,14 @@ class LockedVariables {
   absl::Status status_;
   // Declared before the locks: destroyed after them.
   std::vector<tensorflow::core::RefCountPtr<tensorflow::Var>> vars_;
-  std::deque<tsl::mutex_lock> exclusive_;  // deque: no moves as it grows
-  std::deque<tsl::tf_shared_lock> shared_;
+  std::unique_ptr<OrderedLocks> locks_;
 };
 
-// Takes the exclusive locks of the resource variables `inputs`, in address order.
-template <typename Device, typename T>
-tensorflow::VariableInputLockHolder LockExclusively(tensorflow::OpKernelContext* ctx,
-                                                    const std::vector<int>& inputs) {
-  return tensorflow::MaybeLockVariableInputMutexesInOrder<Device, T>(ctx, /*do_lock=*/true,
-                                                                     /*sparse=*/false, inputs);
-}
-
-// Exchanges the values of resource variables `first` and `second` (their buffers: no copy, no
-// arithmetic, so bit-exact). REQUIRES: both exclusively locked, checked by CheckVariableInput.
-// Both leave copy-on-read mode: with every writer excluded, no other tensor can be writing into
-// either buffer, and each later update copies a buffer that is still shared.
-absl::Status SwapVariables(tensorflow::OpKernelContext* ctx, int first, int second);
+// Exchanges the values of variables `a` and `b` (their buffers: no copy, no arithmetic, so
+// bit-exact). REQUIRES: both exclusively locked. Both leave copy-on-read mode: with every
+// writer excluded, no other tensor can be writing into either buffer, and each later update
+// copies a buffer that is still shared.
+void SwapVariables(tensorflow::Var* a, tensorflow::Var* b);
 
 // For the Ref(T) variants: the updated reference becomes the op's output, as TF1 training ops do.
 inline void ForwardRefOutput(tensorflow::OpKernelContext* ctx, int input, int output) {
