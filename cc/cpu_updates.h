@@ -41,23 +41,24 @@ class SegmentRanges {
   std::vector<int64_t> offsets_;
 };
 
-// The element loops: T the storage type, C the compute type (float for half and bfloat16).
-template <typename T, typename C>
-void MovingAverageRange(const MovingAverageSegment<T>& segment, int64_t begin, int64_t end,
+// The element loops: C the compute type (float for half and bfloat16), T the storage type of the
+// variables updated, V that of the values (T or narrower: converted to C exactly).
+template <typename C, typename T, typename V>
+void MovingAverageRange(const MovingAverageSegment<T, V>& segment, int64_t begin, int64_t end,
                         C weight) {
   T* __restrict__ average = segment.average;
-  const T* __restrict__ value = segment.value;
+  const V* __restrict__ value = segment.value;
   for (int64_t i = begin; i < end; ++i) {
     average[i] = static_cast<T>(math::MovingAverageStep<C>(static_cast<C>(average[i]),
                                                            static_cast<C>(value[i]), weight));
   }
 }
 
-template <typename T, typename C>
-void DebiasedRange(const DebiasedSegment<T>& segment, int64_t begin, int64_t end, C weight) {
+template <typename C, typename T, typename V>
+void DebiasedRange(const DebiasedSegment<T, V>& segment, int64_t begin, int64_t end, C weight) {
   T* __restrict__ average = segment.average;
   T* __restrict__ biased = segment.biased;
-  const T* __restrict__ value = segment.value;
+  const V* __restrict__ value = segment.value;
   const C denominator = static_cast<C>(segment.debias_denominator);
   for (int64_t i = begin; i < end; ++i) {
     const T new_biased = static_cast<T>(

@@ -10,17 +10,22 @@
 #include <cmath>
 #include <numeric>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "cpu_updates.h"
+#include "gpu_device.h"
 #include "swa_functors.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 #include "variable_access.h"
+#if SWA_OPS_WITH_CUDA
+#include "swa_launchers.h"
+#endif
 
 namespace swa_ops {
 
@@ -59,34 +64,133 @@ void ParallelOverSegments(const CPUDevice& device, const Segment* segments, int6
                      [&](Eigen::Index begin, Eigen::Index end) { ranges.ForEach(begin, end, body); });
 }
 
-template <typename T>
-struct MovingAverageUpdate<CPUDevice, T> {
-  void operator()(const CPUDevice& device, const MovingAverageSegment<T>* segments,
+template <typename T, typename V>
+struct MovingAverageUpdate<CPUDevice, T, V> {
+  void operator()(const CPUDevice& device, const MovingAverageSegment<T, V>* segments,
                   int64_t count, double weight) {
     using C = typename ComputeType<T>::type;
     const C w = static_cast<C>(weight);
-    ParallelOverSegments(device, segments, count, Eigen::TensorOpCost(2 * sizeof(T), sizeof(T), 3),
-                         [w](const MovingAverageSegment<T>& segment, int64_t begin, int64_t end) {
-                           MovingAverageRange<T, C>(segment, begin, end, w);
-                         });
+    ParallelOverSegments(device, segments, count,
+                         Eigen::TensorOpCost(sizeof(T) + sizeof(V), sizeof(T), 3),
+                         [w](const MovingAverageSegment<T, V>& segment, int64_t begin,
+                             int64_t end) { MovingAverageRange<C>(segment, begin, end, w); });
   }
 };
 
-template <typename T>
-struct DebiasedMovingAverageUpdate<CPUDevice, T> {
-  void operator()(const CPUDevice& device, const DebiasedSegment<T>* segments, int64_t count,
+template <typename T, typename V>
+struct DebiasedMovingAverageUpdate<CPUDevice, T, V> {
+  void operator()(const CPUDevice& device, const DebiasedSegment<T, V>* segments, int64_t count,
                   double weight) {
     using C = typename ComputeType<T>::type;
     const C w = static_cast<C>(weight);
     ParallelOverSegments(device, segments, count,
-                         Eigen::TensorOpCost(3 * sizeof(T), 2 * sizeof(T), 5),
-                         [w](const DebiasedSegment<T>& segment, int64_t begin, int64_t end) {
-                           DebiasedRange<T, C>(segment, begin, end, w);
+                         Eigen::TensorOpCost(2 * sizeof(T) + sizeof(V), 2 * sizeof(T), 5),
+                         [w](const DebiasedSegment<T, V>& segment, int64_t begin, int64_t end) {
+                           DebiasedRange<C>(segment, begin, end, w);
                          });
   }
 };
 
 }  // namespace functor
+
+// The device argument of the update functors, and the host's access to scalar variables
+// (DebiasedEMA's local_step) on that device.
+template <typename Device>
+struct DeviceArg;
+
+template <>
+struct DeviceArg<CPUDevice> {
+  const CPUDevice* device = nullptr;
+
+  absl::Status Init(OpKernelContext* ctx) {
+    device = &ctx->eigen_device<CPUDevice>();
+    return absl::OkStatus();
+  }
+  const CPUDevice& get() const { return *device; }
+  template <typename T>
+  absl::Status CopyToHost(const Tensor& scalar, T* out) const {
+    *out = scalar.scalar<T>()();
+    return absl::OkStatus();
+  }
+  template <typename T>
+  absl::Status CopyFromHost(const T& value, Tensor* scalar) const {
+    scalar->scalar<T>()() = value;
+    return absl::OkStatus();
+  }
+  absl::Status Finish(OpKernelContext*) const { return absl::OkStatus(); }
+};
+
+#if SWA_OPS_WITH_CUDA
+// On the GPU a scalar is copied synchronously (DebiasedEMA only: the debias denominator
+// 1 - decay ** local_step is computed on the host, as on the CPU, so both agree bit for bit).
+template <>
+struct DeviceArg<GpuDevice> {
+  GpuDevice device;
+
+  absl::Status Init(OpKernelContext* ctx) { return GpuDeviceOf(ctx, &device); }
+  const GpuDevice& get() const { return device; }
+  template <typename T>
+  absl::Status CopyToHost(const Tensor& scalar, T* out) const {
+    return Check(cudaMemcpyAsync(out, scalar.tensor_data().data(), sizeof(T),
+                                 cudaMemcpyDeviceToHost, device.stream));
+  }
+  template <typename T>
+  absl::Status CopyFromHost(const T& value, Tensor* scalar) const {
+    return Check(cudaMemcpyAsync(const_cast<char*>(scalar->tensor_data().data()), &value,
+                                 sizeof(T), cudaMemcpyHostToDevice, device.stream));
+  }
+  absl::Status Finish(OpKernelContext* ctx) const {
+    if (device.error == cudaSuccess) return absl::OkStatus();
+    return absl::InternalError(absl::StrCat(ctx->op_kernel().type_string(), " '",
+                                            ctx->op_kernel().name(), "': CUDA launch failed: ",
+                                            cudaGetErrorString(device.error)));
+  }
+
+ private:
+  // Waits for the copy (its host side lives on the caller's stack).
+  absl::Status Check(cudaError_t error) const {
+    if (error == cudaSuccess) error = cudaStreamSynchronize(device.stream);
+    if (error == cudaSuccess) return absl::OkStatus();
+    return absl::InternalError(absl::StrCat("copying a scalar variable: ",
+                                            cudaGetErrorString(error)));
+  }
+};
+
+namespace functor {
+
+template <typename T, typename V>
+struct MovingAverageUpdate<GpuDevice, T, V> {
+  void operator()(const GpuDevice& device, const MovingAverageSegment<T, V>* segments,
+                  int64_t count, double weight) {
+    using CT = typename CudaType<T>::type;
+    using CV = typename CudaType<V>::type;
+    device.Record(cuda::LaunchMovingAverageUpdate<CT, CV>(
+        reinterpret_cast<const MovingAverageSegment<CT, CV>*>(segments), count, weight,
+        device.stream));
+  }
+};
+
+template <typename T, typename V>
+struct DebiasedMovingAverageUpdate<GpuDevice, T, V> {
+  void operator()(const GpuDevice& device, const DebiasedSegment<T, V>* segments, int64_t count,
+                  double weight) {
+    using CT = typename CudaType<T>::type;
+    using CV = typename CudaType<V>::type;
+    device.Record(cuda::LaunchDebiasedMovingAverageUpdate<CT, CV>(
+        reinterpret_cast<const DebiasedSegment<CT, CV>*>(segments), count, weight,
+        device.stream));
+  }
+};
+
+}  // namespace functor
+#endif  // SWA_OPS_WITH_CUDA
+
+// The value dtypes V an average of dtype T takes: T itself, or a narrower float, converted
+// exactly to T's compute type (float32 or float64 averages of float16/bfloat16 weights).
+template <typename T, typename V>
+constexpr bool kAveragesValuesOf =
+    std::is_same_v<T, V> ||
+    ((std::is_same_v<T, float> || std::is_same_v<T, double>) && sizeof(V) < sizeof(T));
 
 namespace {
 
@@ -258,16 +362,30 @@ absl::Status CheckDistinctBuffers(OpKernelContext* ctx, const std::vector<Tensor
 using ScalarReader = absl::Status (*)(OpKernelContext*, int, const StepSchedule&,
                                       UpdateScalars*);
 
+// Calls f(T()) for the float type T of `dtype`; false for any other dtype.
+template <typename F>
+bool WithFloatType(tensorflow::DataType dtype, const F& f) {
+  switch (dtype) {
+    case tensorflow::DT_HALF: f(Eigen::half()); return true;
+    case tensorflow::DT_BFLOAT16: f(Eigen::bfloat16()); return true;
+    case tensorflow::DT_FLOAT: f(float()); return true;
+    case tensorflow::DT_DOUBLE: f(double()); return true;
+    default: return false;
+  }
+}
+
 // The kernel of every op: kLists = 1 (SWAAssign*, EMAAssign*) or 3 (DebiasedEMA*).
-// Everything is validated (dtypes, initialisation, distinct variables, shapes) before the first
-// write, so a bad input leaves every variable of the op unchanged.
-template <typename Device, typename T, int kLists, ScalarReader kReadScalars>
+// Attribute T is the values' dtype; the variables updated have T or a wider float (read from
+// them at run time). Everything is validated (dtypes, initialisation, distinct variables,
+// shapes) before the first write, so a bad input leaves every variable of the op unchanged.
+template <typename Device, int kLists, ScalarReader kReadScalars>
 class MovingAverageOp : public OpKernel {
  public:
   explicit MovingAverageOp(OpKernelConstruction* ctx) : OpKernel(ctx), num_variables_(1) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
     if (ctx->HasAttr("N")) OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &num_variables_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("G", &num_guards_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("T", &value_dtype_));
     if (ctx->HasAttr("start")) {
       OP_REQUIRES_OK(ctx, ctx->GetAttr("start", &schedule_.start));
       OP_REQUIRES_OK(ctx, ctx->GetAttr("period", &schedule_.period));
@@ -288,94 +406,145 @@ class MovingAverageOp : public OpKernel {
                                                           guard.shape().DebugString())));
       if (!guard.scalar<bool>()()) scalars.skip = true;
     }
-    constexpr tensorflow::DataType kDtype = DataTypeToEnum<T>::value;
+    // Every variable updated has the first average's dtype, T or a wider float.
+    tensorflow::DataType state_dtype;
+    OP_REQUIRES_OK(ctx, VariableDtype(ctx, 0, kStateRoles[0], &state_dtype));
+    OP_REQUIRES(ctx, WithFloatType(state_dtype, [](auto) {}),
+                absl::InvalidArgumentError(absl::StrCat(
+                    OpPrefix(ctx), "average variable ", DescribeVariableInput(ctx, 0),
+                    " has dtype ", tensorflow::DataTypeString(state_dtype),
+                    "; averages are float16, bfloat16, float32 or float64")));
     for (int index = 0; index < state_count; ++index) {
-      OP_REQUIRES_OK(ctx, CheckVariableInput(ctx, index, kDtype, kStateRoles[index / n]));
+      OP_REQUIRES_OK(ctx, CheckVariableInput(ctx, index, state_dtype, kStateRoles[index / n]));
     }
     OP_REQUIRES_OK(ctx, CheckDistinctResources(ctx, state_count, value_begin, n));
     std::vector<Tensor> values(n);
     for (int i = 0; i < n; ++i) {
-      OP_REQUIRES_OK(ctx, ReadValueInput<Device, T>(ctx, value_begin + i, &values[i]));
+      OP_REQUIRES_OK(ctx, ReadValueInput<Device>(ctx, value_begin + i, &values[i]));
+      OP_REQUIRES(ctx, values[i].dtype() == value_dtype_,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      OpPrefix(ctx), "value variable ",
+                      DescribeVariableInput(ctx, value_begin + i), " has dtype ",
+                      tensorflow::DataTypeString(values[i].dtype()), " but the op expects ",
+                      tensorflow::DataTypeString(value_dtype_))));
     }
-    std::vector<int> state_inputs(state_count);
-    std::iota(state_inputs.begin(), state_inputs.end(), 0);
-    {
-      LockedVariables<Device, T> locked(ctx, state_inputs, use_locking_);
-      OP_REQUIRES_OK(ctx, locked.status());
-      std::vector<Tensor> state(state_count);
-      for (int index = 0; index < state_count; ++index) {
-        OP_REQUIRES_OK(ctx, locked.Get(index, &state[index]));
-      }
-      for (int index = 0; index < state_count; ++index) {
-        const bool is_local_step = index / n == 2;
-        OP_REQUIRES_OK(ctx, CheckShape(ctx, index, state[index],
-                                       is_local_step ? tensorflow::TensorShape() : values[index % n].shape(),
-                                       kStateRoles[index / n],
-                                       is_local_step ? "it must be a scalar:" : "the value has"));
-      }
-      OP_REQUIRES_OK(ctx, CheckDistinctBuffers(ctx, state, values, n));
-      if (!scalars.skip) Update(ctx, scalars, &state, values);
-    }
-    if (n == 1) ForwardRefOutput(ctx, 0, 0);
+    WithFloatType(state_dtype, [&](auto average_type) {
+      WithFloatType(value_dtype_, [&](auto value_type) {
+        ComputeWithTypes<decltype(average_type), decltype(value_type)>(ctx, scalars, values);
+      });
+    });
   }
 
  private:
-  void Update(OpKernelContext* ctx, const UpdateScalars& scalars, std::vector<Tensor>* state,
-              const std::vector<Tensor>& values) {
+  // The rest of Compute for averages of dtype T and values of dtype V: lock, check shapes,
+  // update.
+  template <typename T, typename V>
+  void ComputeWithTypes(OpKernelContext* ctx, const UpdateScalars& scalars,
+                        const std::vector<Tensor>& values) {
     const int n = num_variables_;
-    if constexpr (kLists == 1) {
-      std::vector<MovingAverageSegment<T>> segments(n);
-      for (int i = 0; i < n; ++i) {
-        segments[i] = {(*state)[i].flat<T>().data(), values[i].flat<T>().data(),
-                       values[i].NumElements()};
-      }
-      functor::MovingAverageUpdate<Device, T>()(ctx->eigen_device<Device>(), segments.data(), n,
-                                                scalars.weight);
+    const int state_count = kLists * n;
+    if constexpr (!kAveragesValuesOf<T, V>) {
+      ctx->CtxFailure(absl::InvalidArgumentError(absl::StrCat(
+          OpPrefix(ctx), "average variable ", DescribeVariableInput(ctx, 0), " has dtype ",
+          tensorflow::DataTypeString(DataTypeToEnum<T>::value), " but the value averaged into it, ",
+          DescribeVariableInput(ctx, state_count), ", has dtype ",
+          tensorflow::DataTypeString(DataTypeToEnum<V>::value),
+          ": an average has its value's dtype or a wider float (float32 or float64 for "
+          "float16/bfloat16 values, float64 for float32 values)")));
     } else {
-      using C = typename ComputeType<T>::type;
-      std::vector<DebiasedSegment<T>> segments(n);
-      std::vector<T> new_steps(n);
-      for (int i = 0; i < n; ++i) {
-        const T step = (*state)[2 * n + i].scalar<T>()();
-        new_steps[i] = static_cast<T>(static_cast<C>(step) + C(1));
-        const double local_step = static_cast<double>(static_cast<C>(new_steps[i]));
-        segments[i] = {(*state)[i].flat<T>().data(), (*state)[n + i].flat<T>().data(),
-                       values[i].flat<T>().data(), values[i].NumElements(),
-                       1.0 - std::pow(scalars.decay, local_step)};
+      std::vector<int> state_inputs(state_count);
+      std::iota(state_inputs.begin(), state_inputs.end(), 0);
+      {
+        LockedVariables<Device, T> locked(ctx, state_inputs, use_locking_);
+        OP_REQUIRES_OK(ctx, locked.status());
+        std::vector<Tensor> state(state_count);
+        for (int index = 0; index < state_count; ++index) {
+          OP_REQUIRES_OK(ctx, locked.Get(index, &state[index]));
+        }
+        for (int index = 0; index < state_count; ++index) {
+          const bool is_local_step = index / n == 2;
+          OP_REQUIRES_OK(ctx, CheckShape(ctx, index, state[index],
+                                         is_local_step ? tensorflow::TensorShape()
+                                                       : values[index % n].shape(),
+                                         kStateRoles[index / n],
+                                         is_local_step ? "it must be a scalar:" : "the value has"));
+        }
+        OP_REQUIRES_OK(ctx, CheckDistinctBuffers(ctx, state, values, n));
+        if (!scalars.skip) Update<T, V>(ctx, scalars, &state, values);
       }
-      functor::DebiasedMovingAverageUpdate<Device, T>()(ctx->eigen_device<Device>(),
-                                                        segments.data(), n, scalars.weight);
-      for (int i = 0; i < n; ++i) (*state)[2 * n + i].scalar<T>()() = new_steps[i];
+      if (n == 1) ForwardRefOutput(ctx, 0, 0);
     }
   }
 
+  template <typename T, typename V>
+  void Update(OpKernelContext* ctx, const UpdateScalars& scalars, std::vector<Tensor>* state,
+              const std::vector<Tensor>& values) {
+    const int n = num_variables_;
+    DeviceArg<Device> device;
+    OP_REQUIRES_OK(ctx, device.Init(ctx));
+    if constexpr (kLists == 1) {
+      std::vector<MovingAverageSegment<T, V>> segments(n);
+      for (int i = 0; i < n; ++i) {
+        segments[i] = {(*state)[i].flat<T>().data(), values[i].flat<V>().data(),
+                       values[i].NumElements()};
+      }
+      functor::MovingAverageUpdate<Device, T, V>()(device.get(), segments.data(), n,
+                                                   scalars.weight);
+    } else {
+      using C = typename ComputeType<T>::type;
+      std::vector<DebiasedSegment<T, V>> segments(n);
+      std::vector<T> new_steps(n);
+      for (int i = 0; i < n; ++i) {
+        T step;
+        OP_REQUIRES_OK(ctx, device.CopyToHost((*state)[2 * n + i], &step));
+        new_steps[i] = static_cast<T>(static_cast<C>(step) + C(1));
+        const double local_step = static_cast<double>(static_cast<C>(new_steps[i]));
+        segments[i] = {(*state)[i].flat<T>().data(), (*state)[n + i].flat<T>().data(),
+                       values[i].flat<V>().data(), values[i].NumElements(),
+                       1.0 - std::pow(scalars.decay, local_step)};
+      }
+      functor::DebiasedMovingAverageUpdate<Device, T, V>()(device.get(), segments.data(), n,
+                                                           scalars.weight);
+      for (int i = 0; i < n; ++i) {
+        OP_REQUIRES_OK(ctx, device.CopyFromHost(new_steps[i], &(*state)[2 * n + i]));
+      }
+    }
+    OP_REQUIRES_OK(ctx, device.Finish(ctx));
+  }
+
   bool use_locking_;
+  tensorflow::DataType value_dtype_;
   int num_variables_;
   int num_guards_;
   StepSchedule schedule_;
 };
 
 // An op's variants: <NAME>, <NAME>Variable, <NAME>Ref, and the grouped <NAME>N, <NAME>NVariable.
-#define SWA_REGISTER_VARIANTS(NAME, DEVICE, T, ...)                                               \
-  REGISTER_KERNEL_BUILDER(Name(NAME).Device(DEVICE).TypeConstraint<T>("T"), __VA_ARGS__);         \
-  REGISTER_KERNEL_BUILDER(Name(NAME "Variable").Device(DEVICE).TypeConstraint<T>("T"),           \
-                          __VA_ARGS__);                                                           \
-  REGISTER_KERNEL_BUILDER(Name(NAME "Ref").Device(DEVICE).TypeConstraint<T>("T"), __VA_ARGS__);  \
-  REGISTER_KERNEL_BUILDER(Name(NAME "N").Device(DEVICE).TypeConstraint<T>("T"), __VA_ARGS__);    \
-  REGISTER_KERNEL_BUILDER(Name(NAME "NVariable").Device(DEVICE).TypeConstraint<T>("T"),          \
-                          __VA_ARGS__)
+// One kernel per device for every dtype: it dispatches on the dtypes it finds. MEMORY: further
+// kernel-builder calls (host memory inputs), or nothing.
+#define SWA_REGISTER_VARIANTS(NAME, DEVICE, MEMORY, ...)                                          \
+  REGISTER_KERNEL_BUILDER(Name(NAME).Device(DEVICE) MEMORY, __VA_ARGS__);                         \
+  REGISTER_KERNEL_BUILDER(Name(NAME "Variable").Device(DEVICE) MEMORY, __VA_ARGS__);              \
+  REGISTER_KERNEL_BUILDER(Name(NAME "Ref").Device(DEVICE) MEMORY, __VA_ARGS__);                   \
+  REGISTER_KERNEL_BUILDER(Name(NAME "N").Device(DEVICE) MEMORY, __VA_ARGS__);                     \
+  REGISTER_KERNEL_BUILDER(Name(NAME "NVariable").Device(DEVICE) MEMORY, __VA_ARGS__)
 
-#define SWA_REGISTER_CPU_KERNELS(T)                                                               \
-  SWA_REGISTER_VARIANTS("SWAAssign", tensorflow::DEVICE_CPU, T,                                   \
-                        MovingAverageOp<CPUDevice, T, 1, ScalarsFromStep>);                       \
-  SWA_REGISTER_VARIANTS("EMAAssign", tensorflow::DEVICE_CPU, T,                                   \
-                        MovingAverageOp<CPUDevice, T, 1, ScalarsFromDecay>);                      \
-  SWA_REGISTER_VARIANTS("DebiasedEMA", tensorflow::DEVICE_CPU, T,                                 \
-                        MovingAverageOp<CPUDevice, T, 3, ScalarsForDebiasing>);
+#define SWA_REGISTER_DEVICE(DEVICE_TYPE, DEVICE, MEMORY_STEP, MEMORY_DECAY)                      \
+  SWA_REGISTER_VARIANTS("SWAAssign", DEVICE, MEMORY_STEP,                                         \
+                        MovingAverageOp<DEVICE_TYPE, 1, ScalarsFromStep>);                        \
+  SWA_REGISTER_VARIANTS("EMAAssign", DEVICE, MEMORY_DECAY,                                        \
+                        MovingAverageOp<DEVICE_TYPE, 1, ScalarsFromDecay>);                       \
+  SWA_REGISTER_VARIANTS("DebiasedEMA", DEVICE, MEMORY_DECAY,                                      \
+                        MovingAverageOp<DEVICE_TYPE, 3, ScalarsForDebiasing>)
 
-TF_CALL_half(SWA_REGISTER_CPU_KERNELS);
-TF_CALL_bfloat16(SWA_REGISTER_CPU_KERNELS);
-TF_CALL_float(SWA_REGISTER_CPU_KERNELS);
-TF_CALL_double(SWA_REGISTER_CPU_KERNELS);
+SWA_REGISTER_DEVICE(CPUDevice, tensorflow::DEVICE_CPU, , );
+
+#if SWA_OPS_WITH_CUDA
+// On the GPU the step or decay and the apply_if flag stay in host memory: the kernel reads them
+// with no device-to-host copy.
+SWA_REGISTER_DEVICE(GpuDevice, tensorflow::DEVICE_GPU,
+                    .HostMemory("step").HostMemory("apply_if"),
+                    .HostMemory("decay").HostMemory("apply_if"));
+#endif
 
 }  // namespace swa_ops

@@ -13,10 +13,9 @@
 
 namespace swa_ops {
 
-using CPUDevice = Eigen::ThreadPoolDevice;
 using tensorflow::OpKernelContext;
 
-template <typename Device, typename T>
+template <typename T>
 class SwapVariablesOp : public tensorflow::OpKernel {
  public:
   explicit SwapVariablesOp(tensorflow::OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -59,11 +58,24 @@ class SwapVariablesOp : public tensorflow::OpKernel {
 #define SWA_REGISTER_SWAP(T)                                                                   \
   REGISTER_KERNEL_BUILDER(                                                                     \
       Name("SwapVariablesN").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),            \
-      SwapVariablesOp<CPUDevice, T>);
+      SwapVariablesOp<T>);
 
 TF_CALL_half(SWA_REGISTER_SWAP);
 TF_CALL_bfloat16(SWA_REGISTER_SWAP);
 TF_CALL_float(SWA_REGISTER_SWAP);
 TF_CALL_double(SWA_REGISTER_SWAP);
+
+#if SWA_OPS_WITH_CUDA
+// The variables trade buffers: no device code, the same kernel on the GPU.
+#define SWA_REGISTER_GPU_SWAP(T)                                                               \
+  REGISTER_KERNEL_BUILDER(                                                                     \
+      Name("SwapVariablesN").Device(tensorflow::DEVICE_GPU).TypeConstraint<T>("T"),            \
+      SwapVariablesOp<T>);
+
+TF_CALL_half(SWA_REGISTER_GPU_SWAP);
+TF_CALL_bfloat16(SWA_REGISTER_GPU_SWAP);
+TF_CALL_float(SWA_REGISTER_GPU_SWAP);
+TF_CALL_double(SWA_REGISTER_GPU_SWAP);
+#endif
 
 }  // namespace swa_ops

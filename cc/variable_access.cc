@@ -1,6 +1,12 @@
 #include "variable_access.h"
 
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
+#if SWA_OPS_WITH_CUDA
+#include "tensorflow/core/framework/device_base.h"
+#include "xla/stream_executor/stream.h"
+#endif
 
 namespace swa_ops {
 
@@ -69,6 +75,18 @@ absl::Status CheckVariableInput(OpKernelContext* ctx, int index, DataType dtype,
   return absl::OkStatus();
 }
 
+absl::Status VariableDtype(OpKernelContext* ctx, int index, const char* role, DataType* dtype) {
+  if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) {
+    *dtype = tensorflow::BaseType(ctx->input_dtype(index));
+    return absl::OkStatus();
+  }
+  tensorflow::core::RefCountPtr<Var> var;
+  TF_RETURN_IF_ERROR(LookupVariable(ctx, index, tensorflow::DT_INVALID, role, &var));
+  tsl::tf_shared_lock lock(*var->mu());
+  *dtype = var->tensor()->dtype();
+  return absl::OkStatus();
+}
+
 absl::Status ShareVariableTensor(OpKernelContext* ctx, int index, tensorflow::Tensor* out) {
   tensorflow::core::RefCountPtr<Var> var;
   TF_RETURN_IF_ERROR(LookupVariable(ctx, index, tensorflow::DT_INVALID, "value", &var));
@@ -88,6 +106,84 @@ OrderedLocks::OrderedLocks(std::vector<tsl::mutex*> mutexes, bool exclusive) {
     }
   }
 }
+
+template <>
+absl::Status CopyToNewBuffer<Eigen::ThreadPoolDevice>(OpKernelContext* ctx,
+                                                      const tensorflow::Tensor& source,
+                                                      tensorflow::Tensor* out) {
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(source.dtype(), source.shape(), out));
+  const absl::string_view bytes = source.tensor_data();
+  if (!bytes.empty()) {
+    std::memcpy(const_cast<char*>(out->tensor_data().data()), bytes.data(), bytes.size());
+  }
+  return absl::OkStatus();
+}
+
+#if SWA_OPS_WITH_CUDA
+absl::Status GpuDeviceOf(OpKernelContext* ctx, GpuDevice* out) {
+  const tensorflow::DeviceContext* device_context = ctx->op_device_context();
+  void* stream = device_context == nullptr || device_context->stream() == nullptr
+                     ? nullptr
+                     : device_context->stream()->platform_specific_handle().stream;
+  if (stream == nullptr) {
+    return absl::InternalError(absl::StrCat(ctx->op_kernel().type_string(), " '",
+                                            ctx->op_kernel().name(), "': no CUDA stream on ",
+                                            ctx->device()->name()));
+  }
+  out->stream = static_cast<cudaStream_t>(stream);
+  int device = 0;
+  cudaError_t error = cudaStreamGetDevice(out->stream, &device);
+  if (error == cudaSuccess) error = cudaSetDevice(device);
+  if (error != cudaSuccess) {
+    return absl::InternalError(absl::StrCat(ctx->op_kernel().type_string(), " '",
+                                            ctx->op_kernel().name(), "': CUDA error ",
+                                            cudaGetErrorString(error)));
+  }
+  return absl::OkStatus();
+}
+
+template <>
+absl::Status CopyToNewBuffer<GpuDevice>(OpKernelContext* ctx, const tensorflow::Tensor& source,
+                                        tensorflow::Tensor* out) {
+  GpuDevice device;
+  TF_RETURN_IF_ERROR(GpuDeviceOf(ctx, &device));
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(source.dtype(), source.shape(), out));
+  const absl::string_view bytes = source.tensor_data();
+  if (bytes.empty()) return absl::OkStatus();
+  const cudaError_t error =
+      cudaMemcpyAsync(const_cast<char*>(out->tensor_data().data()), bytes.data(), bytes.size(),
+                      cudaMemcpyDeviceToDevice, device.stream);
+  if (error != cudaSuccess) {
+    return absl::InternalError(absl::StrCat("copying a variable's buffer on the GPU: ",
+                                            cudaGetErrorString(error)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EnsureCopyOnReadOnGpu(OpKernelContext* ctx, Var* var) {
+  if (var->copy_on_read_mode.load()) return absl::OkStatus();
+  tsl::mutex_lock lock(*var->mu());
+  if (!var->tensor()->RefCountIsOne()) {  // A live tensor shares the buffer: update a copy.
+    tensorflow::Tensor copy;
+    TF_RETURN_IF_ERROR(CopyToNewBuffer<GpuDevice>(ctx, *var->tensor(), &copy));
+    *var->tensor() = copy;
+  }
+  var->copy_on_read_mode.store(true);
+  return absl::OkStatus();
+}
+
+absl::Status InPlaceTensorOnGpu(OpKernelContext* ctx, int index, bool lock_held,
+                                tensorflow::Tensor* out) {
+  if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) {
+    *out = ctx->mutable_input(index, lock_held);
+    return absl::OkStatus();
+  }
+  tensorflow::core::RefCountPtr<Var> var;
+  TF_RETURN_IF_ERROR(tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, index), &var));
+  *out = *var->tensor();
+  return absl::OkStatus();
+}
+#endif  // SWA_OPS_WITH_CUDA
 
 void SwapVariables(Var* a, Var* b) {
   std::swap(*a->tensor(), *b->tensor());

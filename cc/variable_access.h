@@ -26,6 +26,7 @@
 #include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/kernels/dense_update_functor.h"
 #include "tensorflow/core/kernels/training_op_helpers.h"
+#include "gpu_device.h"
 
 namespace swa_ops {
 
@@ -44,6 +45,11 @@ absl::Status CheckVariableInput(tensorflow::OpKernelContext* ctx, int index,
 absl::Status LookupVariable(tensorflow::OpKernelContext* ctx, int index, tensorflow::DataType dtype,
                             const char* role, tensorflow::core::RefCountPtr<tensorflow::Var>* var);
 
+// The dtype of the variable at input `index` (resource or reference), after checking, for a
+// resource variable, that it exists, is initialised and lives on the op's device.
+absl::Status VariableDtype(tensorflow::OpKernelContext* ctx, int index, const char* role,
+                           tensorflow::DataType* dtype);
+
 // The current tensor of the resource variable at input `index` (shared, not copied: for a
 // read-only scan such as AllFinite), after checking it exists and is initialised.
 absl::Status ShareVariableTensor(tensorflow::OpKernelContext* ctx, int index,
@@ -60,10 +66,16 @@ class OrderedLocks {
   std::deque<tsl::tf_shared_lock> shared_;
 };
 
-// Reads the value input `index`: a plain tensor, or a resource handle whose variable is read
-// once (a consistent snapshot; copied when the variable is in copy-on-read mode). No lock is held
-// on return, so the caller can lock the variables it updates without nesting locks.
-template <typename Device, typename T>
+// A copy of `source` in a new buffer on `Device` (specialised per device in variable_access.cc).
+template <typename Device>
+absl::Status CopyToNewBuffer(tensorflow::OpKernelContext* ctx, const tensorflow::Tensor& source,
+                             tensorflow::Tensor* out);
+
+// Reads the value input `index`, of any dtype (the caller checks it): a plain tensor, or a
+// resource handle whose variable is read once (a consistent snapshot; copied when the variable
+// is in copy-on-read mode). No lock is held on return, so the caller can lock the variables it
+// updates without nesting locks.
+template <typename Device>
 absl::Status ReadValueInput(tensorflow::OpKernelContext* ctx, int index, tensorflow::Tensor* out) {
   using tensorflow::Var;
   if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) {
@@ -71,20 +83,54 @@ absl::Status ReadValueInput(tensorflow::OpKernelContext* ctx, int index, tensorf
     return absl::OkStatus();
   }
   tensorflow::core::RefCountPtr<Var> var;
-  TF_RETURN_IF_ERROR(LookupVariable(ctx, index, tensorflow::DataTypeToEnum<T>::value, "value", &var));
+  TF_RETURN_IF_ERROR(LookupVariable(ctx, index, tensorflow::DT_INVALID, "value", &var));
   tsl::tf_shared_lock lock(*var->mu());
   if (!var->copy_on_read_mode.load()) {
     *out = *var->tensor();
     return absl::OkStatus();
   }
-  tensorflow::AllocatorAttributes attr;
-  attr.set_gpu_compatible(true);
-  TF_RETURN_IF_ERROR(ctx->allocate_temp(var->tensor()->dtype(), var->tensor()->shape(), out, attr));
-  tensorflow::functor::DenseUpdate<Device, T, tensorflow::ASSIGN> copy;
-  copy(ctx->eigen_device<Device>(), out->flat<T>(),
-       const_cast<const tensorflow::Tensor*>(var->tensor())->flat<T>());
-  return absl::OkStatus();
+  return CopyToNewBuffer<Device>(ctx, *var->tensor(), out);
 }
+
+// How a variable is made safe to update in place (copy-on-read mode: readers copy, so no tensor
+// shares its buffer) and how its tensor is then taken: TensorFlow's helpers on the CPU.
+template <typename Device, typename T>
+struct InPlaceAccess {
+  static absl::Status Prepare(tensorflow::OpKernelContext* ctx, tensorflow::Var* var) {
+    return tensorflow::EnsureSparseVariableAccess<Device, T>(ctx, var);
+  }
+  static absl::Status Get(tensorflow::OpKernelContext* ctx, int index, bool lock_held,
+                          tensorflow::Tensor* out) {
+    return tensorflow::GetInputTensorFromVariable<Device, T>(ctx, index, lock_held,
+                                                             /*sparse=*/true, out);
+  }
+};
+
+#if SWA_OPS_WITH_CUDA
+// The cudaStream_t of the op's GPU work, with the CUDA runtime's current device set to the
+// stream's; an error if the op has no GPU stream.
+absl::Status GpuDeviceOf(tensorflow::OpKernelContext* ctx, GpuDevice* out);
+
+// Copy-on-read mode for a variable on the GPU, copying a shared buffer with our own device copy
+// (TensorFlow's GPU copy functor is not in tensorflow-cpu, which the library is built against).
+absl::Status EnsureCopyOnReadOnGpu(tensorflow::OpKernelContext* ctx, tensorflow::Var* var);
+
+// The tensor of variable input `index` (resource in copy-on-read mode, or reference) to update
+// in place; the caller holds its lock.
+absl::Status InPlaceTensorOnGpu(tensorflow::OpKernelContext* ctx, int index, bool lock_held,
+                                tensorflow::Tensor* out);
+
+template <typename T>
+struct InPlaceAccess<GpuDevice, T> {
+  static absl::Status Prepare(tensorflow::OpKernelContext* ctx, tensorflow::Var* var) {
+    return EnsureCopyOnReadOnGpu(ctx, var);
+  }
+  static absl::Status Get(tensorflow::OpKernelContext* ctx, int index, bool lock_held,
+                          tensorflow::Tensor* out) {
+    return InPlaceTensorOnGpu(ctx, index, lock_held, out);
+  }
+};
+#endif  // SWA_OPS_WITH_CUDA
 
 // Holds the locks of the variables an op updates (see the locking model above) and hands out
 // their tensors, safe to update in place while this object lives (OrderedLocks: address order,
@@ -101,7 +147,7 @@ class LockedVariables {
         status_ = tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, input), &var);
         if (!status_.ok()) return;
         // Copy-on-read mode: readers copy, so the buffer can be updated in place.
-        status_ = tensorflow::EnsureSparseVariableAccess<Device, T>(ctx, var.get());
+        status_ = InPlaceAccess<Device, T>::Prepare(ctx, var.get());
         if (!status_.ok()) return;
         mutexes.push_back(var->mu());
         vars_.push_back(std::move(var));
@@ -116,8 +162,7 @@ class LockedVariables {
   const absl::Status& status() const { return status_; }
 
   absl::Status Get(int index, tensorflow::Tensor* out) {
-    return tensorflow::GetInputTensorFromVariable<Device, T>(ctx_, index, use_locking_,
-                                                             /*sparse=*/true, out);
+    return InPlaceAccess<Device, T>::Get(ctx_, index, use_locking_, out);
   }
 
  private:

@@ -1,13 +1,20 @@
-// Bandwidth-bound multi-segment kernels: 16-byte vector loads and stores where a segment is
-// 16-byte aligned (a scalar path otherwise and for the tail), a grid-stride loop over
+// Bandwidth-bound multi-segment kernels: vector loads and stores where a segment's arrays are
+// aligned for them (a scalar path otherwise and for the tail), a grid-stride loop over
 // (segment, chunk) blocks, float16/bfloat16 computed in float32 and rounded once. The element
 // math is cc/swa_math.h, shared with the CPU kernels (its _rn intrinsics prevent FMA fusion, so
-// float32/float64 results are bit-identical to the CPU's).
+// results are bit-identical to the CPU's).
+//
+// T is the storage type of the variables updated, V that of the values (T, or a narrower float:
+// see swa_launchers.h). Both are computed in C, the compute type of T (float for __half and
+// __nv_bfloat16, T otherwise); a value is converted to C exactly (C is never narrower than V).
+// A vector step handles K = 16 / sizeof(T) elements: 16-byte packs of T and packs of K V's
+// (K * sizeof(V) bytes, aligned to that size).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "swa_launchers.h"
 #include "swa_math.h"
@@ -20,7 +27,7 @@ constexpr int kThreadsPerBlock = 256;
 constexpr int64_t kChunkElements = 1 << 16;
 constexpr int64_t kMaxBlocks = 1 << 16;
 
-// Storage type <-> compute type: half and bfloat16 in float32.
+// Storage type <-> its compute type: half and bfloat16 in float32.
 template <typename T>
 struct Compute {
   using type = T;
@@ -40,15 +47,87 @@ struct Compute<__nv_bfloat16> {
   __device__ static __nv_bfloat16 Store(float x) { return __float2bfloat16_rn(x); }
 };
 
-// Elements per 16-byte vector access.
-template <typename T>
-struct alignas(16) Pack {
-  static constexpr int kSize = 16 / sizeof(T);
-  T v[kSize];
+// A value of storage type V in the compute type C of the variables it is averaged into: exact,
+// as C is at least as wide as V's own compute type (half -> float -> double, float -> double).
+template <typename C, typename V>
+__device__ inline C LoadAs(V x) {
+  static_assert(sizeof(C) >= sizeof(typename Compute<V>::type), "value narrowed");
+  return static_cast<C>(Compute<V>::Load(x));
+}
+
+// K elements of X, read or written by one access of K * sizeof(X) bytes.
+template <typename X, int K>
+struct alignas(K * sizeof(X)) Pack {
+  X v[K];
 };
 
-__device__ inline bool Aligned16(const void* p) {
-  return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
+// How the element loop accesses one array of a segment piece: loaded (kLoad), stored (kStore)
+// or both. An array only stored is never read: a step's op assigns each of its elements.
+template <typename X, bool kLoad, bool kStore>
+struct Array {
+  X* data;
+
+  template <int K>
+  __device__ bool Aligned() const {
+    return (reinterpret_cast<uintptr_t>(data) % (K * sizeof(X))) == 0;
+  }
+};
+template <typename X>
+__device__ inline Array<X, true, true> LoadStore(X* data) { return {data}; }
+template <typename X>
+__device__ inline Array<X, false, true> StoreOnly(X* data) { return {data}; }
+template <typename X>
+__device__ inline Array<const X, true, false> LoadOnly(const X* data) { return {data}; }
+
+// One array's pack p (elements p * K .. p * K + K - 1) during a step. The packs are addressed
+// as Pack pointers (not as element pointers cast at an offset), which is what lets nvcc emit one
+// vector access per pack.
+template <int K, typename X, bool kLoad, bool kStore>
+struct Lane {
+  using Element = std::remove_const_t<X>;
+  X* data;
+  Pack<Element, K> pack;
+
+  __device__ void Store(int64_t p) const {
+    if constexpr (kStore) reinterpret_cast<Pack<Element, K>*>(data)[p] = pack;
+  }
+};
+
+template <int K, typename X, bool kLoad, bool kStore>
+__device__ __forceinline__ Lane<K, X, kLoad, kStore> Load(Array<X, kLoad, kStore> array,
+                                                          int64_t p) {
+  using Element = std::remove_const_t<X>;
+  Lane<K, X, kLoad, kStore> lane;
+  lane.data = array.data;
+  if constexpr (kLoad) lane.pack = reinterpret_cast<const Pack<Element, K>*>(array.data)[p];
+  return lane;
+}
+
+// Pack p of every array: every load, then op on each element (references into the packs, in
+// the order of the arrays), then every store.
+template <int K, typename Op, typename... Lanes>
+__device__ __forceinline__ void ApplyLanes(const Op& op, int64_t p, Lanes... lanes) {
+#pragma unroll
+  for (int j = 0; j < K; ++j) op(lanes.pack.v[j]...);
+  (lanes.Store(p), ...);
+}
+
+template <int K, typename Op, typename... Arrays>
+__device__ __forceinline__ void Step(const Op& op, int64_t p, Arrays... arrays) {
+  ApplyLanes<K>(op, p, Load<K>(arrays, p)...);
+}
+
+// The element loop of a segment piece of n elements, shared by the update kinds: the block's
+// threads take K-element steps (vector accesses) where every array is aligned for its pack,
+// then single elements for the rest (or for all of them when an array is unaligned).
+template <int K, typename Op, typename... Arrays>
+__device__ __forceinline__ void ForEachElement(int64_t n, const Op& op, Arrays... arrays) {
+  int64_t vectorized = 0;
+  if ((arrays.template Aligned<K>() && ...)) {
+    vectorized = n / K * K;
+    for (int64_t p = threadIdx.x; p < n / K; p += blockDim.x) Step<K>(op, p, arrays...);
+  }
+  for (int64_t i = vectorized + threadIdx.x; i < n; i += blockDim.x) Step<1>(op, i, arrays...);
 }
 
 template <typename Segment>
@@ -58,77 +137,42 @@ struct SegmentTable {
   int count;
 };
 
-template <typename T>
+template <typename T, typename V>
 struct MovingAverageElements {
   using C = typename Compute<T>::type;
+  static constexpr int kPack = 16 / sizeof(T);
   C weight;
 
-  __device__ void operator()(const MovingAverageSegment<T>& s, int64_t begin, int64_t end) const {
-    T* average = s.average + begin;
-    const T* value = s.value + begin;
-    const int64_t n = end - begin;
-    int64_t vectorized = 0;
-    if (Aligned16(average) && Aligned16(value)) {
-      constexpr int k = Pack<T>::kSize;
-      vectorized = n / k * k;
-      auto* average_packs = reinterpret_cast<Pack<T>*>(average);
-      const auto* value_packs = reinterpret_cast<const Pack<T>*>(value);
-      for (int64_t p = threadIdx.x; p < n / k; p += blockDim.x) {
-        Pack<T> a = average_packs[p];
-        const Pack<T> v = value_packs[p];
-#pragma unroll
-        for (int j = 0; j < k; ++j) {
-          a.v[j] = Compute<T>::Store(math::MovingAverageStep<C>(
-              Compute<T>::Load(a.v[j]), Compute<T>::Load(v.v[j]), weight));
-        }
-        average_packs[p] = a;
-      }
-    }
-    for (int64_t i = vectorized + threadIdx.x; i < n; i += blockDim.x) {
-      average[i] = Compute<T>::Store(math::MovingAverageStep<C>(
-          Compute<T>::Load(average[i]), Compute<T>::Load(value[i]), weight));
-    }
+  __device__ void operator()(const MovingAverageSegment<T, V>& s, int64_t begin,
+                             int64_t end) const {
+    const C w = weight;
+    ForEachElement<kPack>(
+        end - begin,
+        [w](T& average, const V& value) {
+          average = Compute<T>::Store(
+              math::MovingAverageStep<C>(Compute<T>::Load(average), LoadAs<C>(value), w));
+        },
+        LoadStore(s.average + begin), LoadOnly(s.value + begin));
   }
 };
 
-template <typename T>
+template <typename T, typename V>
 struct DebiasedElements {
   using C = typename Compute<T>::type;
+  static constexpr int kPack = 16 / sizeof(T);
   C weight;
 
-  __device__ void operator()(const DebiasedSegment<T>& s, int64_t begin, int64_t end) const {
-    T* average = s.average + begin;
-    T* biased = s.biased + begin;
-    const T* value = s.value + begin;
+  __device__ void operator()(const DebiasedSegment<T, V>& s, int64_t begin, int64_t end) const {
+    const C w = weight;
     const C denominator = static_cast<C>(s.debias_denominator);
-    const int64_t n = end - begin;
-    int64_t vectorized = 0;
-    if (Aligned16(average) && Aligned16(biased) && Aligned16(value)) {
-      constexpr int k = Pack<T>::kSize;
-      vectorized = n / k * k;
-      auto* average_packs = reinterpret_cast<Pack<T>*>(average);
-      auto* biased_packs = reinterpret_cast<Pack<T>*>(biased);
-      const auto* value_packs = reinterpret_cast<const Pack<T>*>(value);
-      for (int64_t p = threadIdx.x; p < n / k; p += blockDim.x) {
-        Pack<T> b = biased_packs[p];
-        const Pack<T> v = value_packs[p];
-        Pack<T> a;
-#pragma unroll
-        for (int j = 0; j < k; ++j) {
-          b.v[j] = Compute<T>::Store(math::MovingAverageStep<C>(
-              Compute<T>::Load(b.v[j]), Compute<T>::Load(v.v[j]), weight));
-          a.v[j] = Compute<T>::Store(math::Debias<C>(Compute<T>::Load(b.v[j]), denominator));
-        }
-        biased_packs[p] = b;
-        average_packs[p] = a;
-      }
-    }
-    for (int64_t i = vectorized + threadIdx.x; i < n; i += blockDim.x) {
-      const T b = Compute<T>::Store(math::MovingAverageStep<C>(
-          Compute<T>::Load(biased[i]), Compute<T>::Load(value[i]), weight));
-      biased[i] = b;
-      average[i] = Compute<T>::Store(math::Debias<C>(Compute<T>::Load(b), denominator));
-    }
+    ForEachElement<kPack>(
+        end - begin,
+        [w, denominator](T& biased, T& average, const V& value) {
+          biased = Compute<T>::Store(
+              math::MovingAverageStep<C>(Compute<T>::Load(biased), LoadAs<C>(value), w));
+          average = Compute<T>::Store(math::Debias<C>(Compute<T>::Load(biased), denominator));
+        },
+        LoadStore(s.biased + begin), StoreOnly(s.average + begin), LoadOnly(s.value + begin));
   }
 };
 
@@ -175,30 +219,39 @@ cudaError_t LaunchSegments(const Segment* segments, int64_t count, const Element
 
 }  // namespace
 
-template <typename T>
-cudaError_t LaunchMovingAverageUpdate(const MovingAverageSegment<T>* segments, int64_t count,
+template <typename T, typename V>
+cudaError_t LaunchMovingAverageUpdate(const MovingAverageSegment<T, V>* segments, int64_t count,
                                       double weight, cudaStream_t stream) {
   using C = typename Compute<T>::type;
-  return LaunchSegments(segments, count, MovingAverageElements<T>{static_cast<C>(weight)}, stream);
+  return LaunchSegments(segments, count, MovingAverageElements<T, V>{static_cast<C>(weight)},
+                        stream);
 }
 
-template <typename T>
-cudaError_t LaunchDebiasedMovingAverageUpdate(const DebiasedSegment<T>* segments, int64_t count,
-                                              double weight, cudaStream_t stream) {
+template <typename T, typename V>
+cudaError_t LaunchDebiasedMovingAverageUpdate(const DebiasedSegment<T, V>* segments,
+                                              int64_t count, double weight,
+                                              cudaStream_t stream) {
   using C = typename Compute<T>::type;
-  return LaunchSegments(segments, count, DebiasedElements<T>{static_cast<C>(weight)}, stream);
+  return LaunchSegments(segments, count, DebiasedElements<T, V>{static_cast<C>(weight)}, stream);
 }
 
-#define SWA_INSTANTIATE_LAUNCHERS(T)                                                           \
-  template cudaError_t LaunchMovingAverageUpdate<T>(const MovingAverageSegment<T>*, int64_t,  \
-                                                    double, cudaStream_t);                    \
-  template cudaError_t LaunchDebiasedMovingAverageUpdate<T>(const DebiasedSegment<T>*,         \
-                                                            int64_t, double, cudaStream_t)
+#define SWA_INSTANTIATE_LAUNCHERS(T, V)                                                       \
+  template cudaError_t LaunchMovingAverageUpdate<T, V>(const MovingAverageSegment<T, V>*,    \
+                                                       int64_t, double, cudaStream_t);       \
+  template cudaError_t LaunchDebiasedMovingAverageUpdate<T, V>(const DebiasedSegment<T, V>*, \
+                                                               int64_t, double, cudaStream_t)
 
-SWA_INSTANTIATE_LAUNCHERS(float);
-SWA_INSTANTIATE_LAUNCHERS(double);
-SWA_INSTANTIATE_LAUNCHERS(__half);
-SWA_INSTANTIATE_LAUNCHERS(__nv_bfloat16);
+SWA_INSTANTIATE_LAUNCHERS(float, float);
+SWA_INSTANTIATE_LAUNCHERS(double, double);
+SWA_INSTANTIATE_LAUNCHERS(__half, __half);
+SWA_INSTANTIATE_LAUNCHERS(__nv_bfloat16, __nv_bfloat16);
+SWA_INSTANTIATE_LAUNCHERS(float, __half);
+SWA_INSTANTIATE_LAUNCHERS(float, __nv_bfloat16);
+SWA_INSTANTIATE_LAUNCHERS(double, __half);
+SWA_INSTANTIATE_LAUNCHERS(double, __nv_bfloat16);
+SWA_INSTANTIATE_LAUNCHERS(double, float);
+
+#undef SWA_INSTANTIATE_LAUNCHERS
 
 }  // namespace cuda
 }  // namespace swa_ops

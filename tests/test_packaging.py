@@ -1,5 +1,10 @@
-"""Loading the op library: version check and load failures are ImportErrors with the cause."""
+"""Loading the op library: version check and load failures are ImportErrors with the cause; the
+CUDA device code in the installed library; loading and running it without a GPU."""
+import glob
+import importlib.util
 import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -52,3 +57,94 @@ def test_a_library_that_does_not_load_is_an_import_error_with_the_cause(tmp_path
   broken.write_bytes(b"not an ELF file")
   out = _import_in_subprocess(str(broken))
   assert "IMPORT-ERROR" in out and "could not load" in out and "broken.so" in out
+
+
+# What a CUDA build of the wheel holds (CMakeLists.txt, SWA_OPS_CUDA_ARCHITECTURES' default; the
+# same targets as tests/test_cuda.py): SASS for these and PTX for the newest.
+RELEASE_SASS = ["sm_75", "sm_80", "sm_86", "sm_89", "sm_90"]
+RELEASE_PTX = ["compute_90"]
+
+
+def _installed_library():
+  return os.path.join(os.path.dirname(swa_ops.__file__), "_swa_ops.so")
+
+
+def _cuda_build_info():
+  from swa_ops import _build_info
+  if not getattr(_build_info, "CUDA_ARCHITECTURES", None):
+    pytest.skip("the installed swa_ops was built without CUDA (no nvcc at build time, or "
+                "SWA_OPS_CMAKE_ARGS=-DSWA_OPS_CUDA=OFF): no device code to check")
+  return _build_info
+
+
+def _cuobjdump():
+  """cuobjdump on PATH, next to nvcc, or from NVIDIA's PyPI wheel (nvidia-cuda-cuobjdump, in the
+  `test` extra: nvidia/cu13/bin/cuobjdump)."""
+  candidates = [shutil.which("cuobjdump")]
+  nvcc = shutil.which("nvcc")
+  if nvcc:
+    candidates.append(os.path.join(os.path.dirname(os.path.realpath(nvcc)), "cuobjdump"))
+  candidates.append("/usr/local/cuda/bin/cuobjdump")
+  spec = importlib.util.find_spec("nvidia")
+  for directory in (spec.submodule_search_locations or []) if spec else []:
+    candidates += sorted(glob.glob(os.path.join(directory, "*", "bin", "cuobjdump")), reverse=True)
+  for candidate in candidates:
+    if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+      return candidate
+  pytest.skip("no cuobjdump (CUDA toolkit, or pip install nvidia-cuda-cuobjdump)")
+
+
+def _list_device_code(what):
+  result = subprocess.run([_cuobjdump(), "--list-" + what, _installed_library()],
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stdout + result.stderr
+  return result.stdout
+
+
+def test_a_cuda_build_records_the_release_architectures():
+  info = _cuda_build_info()
+  assert info.CUDA_VERSION
+  assert info.CUDA_ARCHITECTURES == RELEASE_SASS and info.CUDA_PTX == RELEASE_PTX, (
+      "not the release set of architectures (SWA_OPS_CUDA_ARCHITECTURES changed?)")
+
+
+def test_the_installed_library_holds_sass_for_every_architecture():
+  info = _cuda_build_info()
+  listing = _list_device_code("elf")
+  # "ELF file    1: _swa_ops.1.sm_75.cubin"
+  sass = re.findall(r"^ELF file\s+\d+: .*\.(sm_\d+[a-z]?)\.cubin$", listing, re.MULTILINE)
+  assert sorted(set(sass)) == sorted(info.CUDA_ARCHITECTURES), listing
+  assert set(RELEASE_SASS) <= set(sass), listing
+
+
+def test_the_installed_library_holds_ptx_for_the_newest_architecture():
+  info = _cuda_build_info()
+  listing = _list_device_code("ptx")
+  # cuobjdump names compute_90 PTX "PTX file    1: _swa_ops.1.sm_90.ptx".
+  ptx = ["compute_" + arch for arch in
+         re.findall(r"^PTX file\s+\d+: .*\.sm_(\d+[a-z]?)\.ptx$", listing, re.MULTILINE)]
+  assert sorted(set(ptx)) == sorted(info.CUDA_PTX), listing
+  assert set(RELEASE_PTX) <= set(ptx), listing
+
+
+def test_the_installed_library_loads_and_runs_without_a_gpu():
+  """With every GPU hidden, the library (a CUDA build included: its static CUDA runtime starts
+  only at the first CUDA call) loads and runs a CPU update; under a TensorFlow without CUDA
+  (tensorflow-cpu) nothing in the process even looks for the driver (libcuda)."""
+  script = textwrap.dedent("""
+      import tensorflow as tf
+      import swa_ops
+      assert not tf.config.list_physical_devices("GPU")
+      average = tf.Variable([1.0, 2.0])
+      swa_ops.assign_moving_average(average, tf.constant([3.0, 6.0]), 0.5, zero_debias=False)
+      print("UPDATED", average.numpy().tolist(), tf.test.is_built_with_cuda())
+  """)
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3", LD_DEBUG="libs")
+  env.pop("SWA_OPS_LIBRARY", None)
+  result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+  assert "UPDATED [2.0, 4.0]" in result.stdout, result.stdout
+  if result.stdout.strip().endswith("False"):  # tensorflow-cpu
+    assert "libcuda" not in result.stderr, [
+        line for line in result.stderr.splitlines() if "libcuda" in line][:5]

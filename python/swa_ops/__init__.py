@@ -10,6 +10,7 @@ from swa_ops._errors import ArgumentError, DtypeError, ShapeError
 from swa_ops.averager import SWAMovingAverage
 from swa_ops.moving_averages import assign_moving_average, weighted_moving_average
 from swa_ops import reference  # noqa: F401
+from swa_ops import keras  # noqa: F401  (the Keras 3 SWA callback: swa_ops.keras.SWA)
 
 __version__ = "0.1.0"
 

@@ -3,9 +3,9 @@
 The public API (averager.py, moving_averages.py) is written once against this interface;
 `swa_ops.reference` binds it to `REFERENCE`, the rest of the package to `FUSED`. Every method
 gets Variables (`average`, `biased`, `local_step`), a Variable or Tensor `value` of the same
-dtype, a scalar Tensor `step` or `decay`, and `Options`; it returns the update (an op or a
-tensor). The `*_group` methods (where `grouped`) take lists of resource Variables of one dtype
-and device.
+dtype (or, with `average_dtype`, a narrower float), a scalar Tensor `step` or `decay`, and
+`Options`; it returns the update (an op or a tensor). The `*_group` methods (where `grouped`)
+take lists of resource Variables of one dtype and device.
 """
 import collections
 
@@ -82,11 +82,13 @@ class ReferenceBackend:
 
   def ema(self, average, value, decay, options):
     weight = tf.cast(1.0 - decay, average.dtype.base_dtype)
+    value = tf.cast(value, average.dtype.base_dtype)  # A no-op unless average_dtype is wider.
     return tf.compat.v1.assign_sub(average, (average - value) * weight,
                                    use_locking=options.use_locking)
 
   def debiased(self, average, biased, local_step, value, decay, options):
     weight = tf.cast(1.0 - decay, average.dtype.base_dtype)
+    value = tf.cast(value, average.dtype.base_dtype)
     update_biased = tf.compat.v1.assign_sub(biased, (biased - value) * weight,
                                             use_locking=options.use_locking)
     update_local_step = tf.compat.v1.assign_add(local_step, tf.ones([], local_step.dtype.base_dtype),

@@ -1,5 +1,9 @@
 """Loads the op library once and wraps its raw ops.
 
+Attribute `T` is the dtype of the value(s). The variables updated have that dtype or a wider
+float (float32/float64 averages of float16/bfloat16 values, float64 of float32): the op reads
+their dtype from the variables and computes in the averages' precision.
+
 Each update has three raw variants (see cc/swa_ops.cc); the wrappers here pick the one that fits
 the variables passed: resource variables are passed as handles (the value too when it is a
 resource variable, so the op reads it itself), TF1 reference variables through the `*Ref` ops.
@@ -55,6 +59,12 @@ SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 STEP_DTYPES = (tf.int32, tf.int64, tf.float32, tf.float64)
 
 
+def widens(value_dtype, average_dtype):
+  """Whether an op averages values of `value_dtype` into averages of `average_dtype` (a wider
+  float: float32/float64 for float16/bfloat16, float64 for float32)."""
+  return average_dtype in (tf.float32, tf.float64) and value_dtype.size < average_dtype.size
+
+
 def is_resource_variable(value):
   return resource_variable_ops.is_resource_variable(value)
 
@@ -77,10 +87,12 @@ def _run(raw_op, state, value, scalar, use_locking, name, apply_if=None, **attrs
     handles = [variable.handle for variable in state]
     if is_resource_variable(value):
       op = getattr(library, raw_op + "_variable")
-      return op(*handles, value.handle, scalar, T=dtype, use_locking=use_locking, name=name,
-                **attrs)
+      return op(*handles, value.handle, scalar, T=value.dtype.base_dtype,
+                use_locking=use_locking, name=name, **attrs)
     op = getattr(library, raw_op)
+    value = tf.convert_to_tensor(value, dtype_hint=dtype)
     return op(*handles, value, scalar, use_locking=use_locking, name=name, **attrs)
+  value = tf.convert_to_tensor(value, dtype_hint=dtype)
   op = getattr(library, raw_op + "_ref")
   return op(*state, value, scalar, use_locking=use_locking, name=name, **attrs)
 
@@ -92,9 +104,9 @@ def _run_grouped(raw_op, state_lists, values, scalar, use_locking, name, apply_i
   handles = [[variable.handle for variable in state] for state in state_lists]
   if all(is_resource_variable(value) for value in values):
     op = getattr(library, raw_op + "_variable")
-    return op(*handles, [value.handle for value in values], scalar, T=dtype,
-              use_locking=use_locking, name=name, **attrs)
-  values = [tf.convert_to_tensor(value) for value in values]
+    return op(*handles, [value.handle for value in values], scalar,
+              T=values[0].dtype.base_dtype, use_locking=use_locking, name=name, **attrs)
+  values = [tf.convert_to_tensor(value, dtype_hint=dtype) for value in values]
   return getattr(library, raw_op)(*handles, values, scalar, use_locking=use_locking, name=name,
                                   **attrs)
 
@@ -148,5 +160,7 @@ def swap_variables(first, second, name=None):
 
 def all_finite(values, name=None):
   """A boolean scalar: every element of every value (Variables or Tensors) is finite; one op."""
-  inputs = [value.handle if is_resource_variable(value) else value for value in values]
+  # AllFinite has no GPU kernel: a variable on a GPU is read (and copied to the host) first.
+  inputs = [value.handle if is_resource_variable(value) and ":GPU:" not in value.device.upper()
+            else tf.convert_to_tensor(value) for value in values]
   return library.all_finite(inputs, name=name)

@@ -37,16 +37,19 @@ def _value_for_shadow(variable):
                  lambda: variable.initial_value)
 
 
-def create_shadow(value, name):
+def create_shadow(value, name, dtype=None):
   """Creates the average of `value` (a Variable or a Tensor): `<value op name>/<name>`,
-  non-trainable, on the Variable's device; initialised to the Variable's value or to zeros."""
+  non-trainable, on the Variable's device, of `dtype` (default: the value's); initialised to
+  the Variable's value or to zeros."""
   with tf.init_scope():
     if isinstance(value, tf.Variable):
       with tf.device(value.device):
         initial = _value_for_shadow(value)
+        if dtype is not None and dtype != initial.dtype:
+          initial = tf.cast(initial, dtype)
       return slot_creator.create_slot(value, initial, name, colocate_with_primary=True)
     return slot_creator.create_zeros_slot(
-        value, name, colocate_with_primary=value.op.type in _VARIABLE_OP_TYPES)
+        value, name, dtype=dtype, colocate_with_primary=value.op.type in _VARIABLE_OP_TYPES)
 
 
 def _unique_name(scope, name):

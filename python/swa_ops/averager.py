@@ -6,6 +6,7 @@ import tensorflow as tf
 from tensorflow.python.trackable import data_structures
 
 from swa_ops import _backends
+from swa_ops import _distribute
 from swa_ops import _errors
 from swa_ops import _ops
 from swa_ops import _state
@@ -64,6 +65,13 @@ class SWAMovingAverage(tf.Module):
       Variable saved with the averager. Decided inside the ops (one `AllFinite` op over all
       values feeds every update op): no host sync. Without it NaN and Inf propagate into the
       averages, as in the reference.
+    average_dtype: the dtype of every average (default: each variable's own), e.g. tf.float32
+      for float16/bfloat16 variables, whose averages would otherwise stall once 1 / (n + 1) of
+      a change falls below half a unit in the last place. It must be the variable's dtype or
+      a wider float (float32 or float64 for float16/bfloat16, float64 for float32): the op
+      reads the narrow value and computes in the average's precision, with no cast tensor.
+      Needs resource variables (TF1 reference variables take no wider average). `swap_weights`
+      (a bit-exact exchange) needs equal dtypes; `assign_average_vars` rounds to the variable.
     grouped: update all variables of one (device, dtype) group with one op (`SWAAssignN`)
       instead of one op per variable (`SWAAssign`). The results are bit-identical; the grouped op
       saves the per-op overhead (which dominates for many small variables) and checks every
@@ -78,15 +86,21 @@ class SWAMovingAverage(tf.Module):
   _backend = _backends.FUSED
 
   def __init__(self, num_updates, zero_debias=False, name="SWAMovingAverage", use_locking=False,
-               grouped=True, start=0, period=1, skip_nonfinite=False):
+               grouped=True, start=0, period=1, skip_nonfinite=False, average_dtype=None):
     if not (isinstance(start, int) and start >= 0 and isinstance(period, int) and period >= 1):
       raise _errors.ArgumentError("SWAMovingAverage: start must be an int >= 0 and period an "
                                   "int >= 1, got start=%r, period=%r" % (start, period))
     if zero_debias and (start, period) != (0, 1):
       raise _errors.ArgumentError("SWAMovingAverage: start/period cannot be combined with "
                                   "zero_debias=True")
+    if average_dtype is not None:
+      average_dtype = tf.as_dtype(average_dtype)
+      if average_dtype not in _ops.SUPPORTED_DTYPES:
+        raise _errors.DtypeError("SWAMovingAverage: average_dtype must be float16, bfloat16, "
+                                 "float32 or float64, got %s" % average_dtype.name)
     super().__init__()
     self._maybe_initialize_trackable()
+    self._average_dtype = average_dtype
     self._name = name
     self._schedule = (start, period)
     # The step belongs to the caller (usually the global step): not saved with the averager.
@@ -143,6 +157,7 @@ class SWAMovingAverage(tf.Module):
         raise _errors.DtypeError(
             "SWAMovingAverage.apply: %r is neither a Variable nor a Tensor" % (var,))
       moving_averages.check_float(var, "SWAMovingAverage.apply")
+      self._check_average_dtype(var)
       if not isinstance(var, tf.Variable) and tf.executing_eagerly():
         raise _errors.ArgumentError(
             "SWAMovingAverage.apply: an eager %s cannot be averaged (it has no name to key its "
@@ -153,20 +168,29 @@ class SWAMovingAverage(tf.Module):
       twice = next(var for i, var in enumerate(var_list) if keys[i] in keys[:i])
       raise _errors.ArgumentError("SWAMovingAverage.apply: %s appears twice in var_list"
                                   % _errors.describe(twice))
+    strategy = _distribute.strategy_of(var_list)
+    if strategy is not None:
+      return _distribute.apply(self, strategy, var_list)
     for var in var_list:
       self._ensure_shadow(var)
+    return self._update(var_list)
 
+  def _update(self, var_list, component=None, count_skipped=True):
+    """The update of var_list's existing shadows. Under tf.distribute, `component` maps every
+    distributed variable (averaged, shadow, debias state, counter, step) to its component on
+    one replica's device, and the ops update that device's components only."""
+    component = component or (lambda value: value)
     with tf.name_scope(self._name) as scope:
-      step = _step_tensor(self._num_updates)
+      step = _step_tensor(component(self._num_updates))
       options = _backends.Options(self._use_locking, self._schedule)
       if self._skip_nonfinite:
-        finite = self._backend.all_finite(var_list)
+        finite = self._backend.all_finite([component(var) for var in var_list])
         options = options._replace(apply_if=finite)
       updates = []
       for debiased, group in self._groups(var_list):
-        updates.extend(self._update_group(step, debiased, group, options))
-      if self._skip_nonfinite:
-        updates.append(self.skipped_updates.assign_add(
+        updates.extend(self._update_group(step, debiased, group, options, component))
+      if self._skip_nonfinite and count_skipped:
+        updates.append(component(self.skipped_updates).assign_add(
             tf.cast(tf.logical_not(finite), tf.int64), read_value=False))
       return tf.group(*updates, name=scope)
 
@@ -179,19 +203,23 @@ class SWAMovingAverage(tf.Module):
       average = self._averages[_key(var)]
       debiased = _key(var) in self._debias_states
       if self._grouped and self._backend.grouped and _ops.is_resource_variable(average):
-        key = (average.device, average.dtype.base_dtype, _ops.is_resource_variable(var), debiased)
+        key = (average.device, average.dtype.base_dtype, var.dtype.base_dtype,
+               _ops.is_resource_variable(var), debiased)
       else:
         key = index
       groups.setdefault(key, (debiased, []))[1].append(var)
     return groups.values()
 
-  def _update_group(self, step, debiased, group, options):
-    """The update ops of one group: one grouped op, or one op per variable."""
-    averages = [self._averages[_key(var)] for var in group]
+  def _update_group(self, step, debiased, group, options, component=lambda value: value):
+    """The update ops of one group: one grouped op, or one op per variable (of the components
+    `component` picks, under tf.distribute)."""
+    averages = [component(self._averages[_key(var)]) for var in group]
+    states = [tuple(map(component, self._debias_states[_key(var)])) for var in group if debiased]
+    group = [component(var) for var in group]
     with tf.name_scope("AssignMovingAvg"):
       if debiased:
         decay = self._backend.swa_decay(step)
-        biased, local_steps = zip(*(self._debias_states[_key(var)] for var in group))
+        biased, local_steps = zip(*states)
         if len(group) == 1 or not self._backend.grouped:
           return [self._backend.debiased(*args, decay, options)
                   for args in zip(averages, biased, local_steps, group)]
@@ -202,10 +230,25 @@ class SWAMovingAverage(tf.Module):
                 for average, var in zip(averages, group)]
       return [self._backend.swa_group(averages, group, step, options)]
 
+  def _check_average_dtype(self, var):
+    """Raises DtypeError naming `var` if its average cannot have dtype average_dtype."""
+    if self._average_dtype is None or self._average_dtype == var.dtype.base_dtype:
+      return
+    if not _ops.widens(var.dtype.base_dtype, self._average_dtype):
+      raise _errors.DtypeError(
+          "SWAMovingAverage.apply: %s has dtype %s, which an average of average_dtype %s cannot "
+          "hold exactly: average_dtype must be the variable's dtype or a wider float"
+          % (_errors.describe(var), var.dtype.base_dtype.name, self._average_dtype.name))
+    if _ops.is_ref_variable(var):
+      raise _errors.ArgumentError(
+          "SWAMovingAverage.apply: %s is a TF1 reference variable: average_dtype (a %s average "
+          "of a %s variable) needs resource variables (use_resource=True)"
+          % (_errors.describe(var), self._average_dtype.name, var.dtype.base_dtype.name))
+
   def _ensure_shadow(self, var):
     if _key(var) in self._averages:
       return
-    average = _state.create_shadow(var, self._name)
+    average = _state.create_shadow(var, self._name, self._average_dtype)
     # Checkpoint dependency "<averaged op name>": a checkpoint restored before the first apply()
     # is held back by TensorFlow and restored into the shadow when it is created here.
     # Variables sharing a name (eager code allows that) get "_1", "_2", ... in apply() order.
@@ -249,20 +292,30 @@ class SWAMovingAverage(tf.Module):
   def assign_average_vars(self, var_list=None):
     """Copies each variable's average into the variable (default: every averaged Variable).
 
+    An average of a wider `average_dtype` is rounded to the variable's dtype.
+
     Returns the assign op (graph mode) or None (eager)."""
     with tf.name_scope(self._name + "_assign_averages"):
-      return tf.group(*(var.assign(average, read_value=False)
-                        for var, average in self._pairs(var_list, "assign_average_vars")))
+      return tf.group(*(var.assign(tf.cast(average, var.dtype.base_dtype), read_value=False)
+                        for var, average in _distribute.pairs_on_replicas(
+                            self._pairs(var_list, "assign_average_vars"))))
 
   def swap_weights(self, var_list=None):
     """Exchanges the variables' values and their averages, bit-exactly, with one op per dtype
     (the variables and shadows trade buffers: no temporaries, no arithmetic). Swapping twice
     restores both. TF1 reference variables are swapped through one temporary copy each.
+    Averages of another dtype (`average_dtype`) cannot be exchanged: DtypeError.
 
     Returns the swap op (graph mode) or None (eager)."""
     groups = {}
     updates = []
-    for var, average in self._pairs(var_list, "swap_weights"):
+    for var, average in _distribute.pairs_on_replicas(self._pairs(var_list, "swap_weights")):
+      if var.dtype.base_dtype != average.dtype.base_dtype:
+        raise _errors.DtypeError(
+            "SWAMovingAverage.swap_weights: %s has dtype %s but its average has dtype %s "
+            "(average_dtype): values of different dtypes cannot be exchanged; use "
+            "averaged_weights() or assign_average_vars()"
+            % (_errors.describe(var), var.dtype.base_dtype.name, average.dtype.base_dtype.name))
       if _ops.is_resource_variable(var) and _ops.is_resource_variable(average):
         groups.setdefault((var.dtype.base_dtype, var.device), []).append((var, average))
       else:
@@ -280,16 +333,29 @@ class SWAMovingAverage(tf.Module):
   @contextlib.contextmanager
   def averaged_weights(self, var_list=None):
     """Context manager (eager code): the variables hold their averages inside the block, and
-    their own values again after it (two bit-exact swaps)."""
+    their own values again after it (two bit-exact swaps). A variable whose average has a wider
+    `average_dtype` holds its average rounded to its dtype inside the block and gets its own
+    value back from a copy kept meanwhile; the averages never change."""
     if not tf.executing_eagerly():
       raise _errors.ArgumentError(
           "SWAMovingAverage.averaged_weights is for eager code; in graph mode run "
           "swap_weights() before and after")
-    self.swap_weights(var_list)
+    pairs = self._pairs(var_list, "averaged_weights")
+    same = [var for var, average in pairs if var.dtype.base_dtype == average.dtype.base_dtype]
+    wider = [(var, average) for var, average in pairs
+             if var.dtype.base_dtype != average.dtype.base_dtype]
+    saved = [tf.identity(var.read_value()) for var, _ in wider]
+    if same:
+      self.swap_weights(same)
+    for var, average in wider:
+      var.assign(tf.cast(average, var.dtype.base_dtype), read_value=False)
     try:
       yield self
     finally:
-      self.swap_weights(var_list)
+      for (var, _), value in zip(wider, saved):
+        var.assign(value, read_value=False)
+      if same:
+        self.swap_weights(same)
 
   def average(self, var):
     """The shadow Variable of `var`, or None."""

@@ -41,18 +41,22 @@ void RunInPieces(std::mt19937_64& rng, int64_t total, int threads, const Body& b
   for (auto& worker : workers) worker.join();
 }
 
-template <typename T>
+// T the storage type of the updated variables, V that of the values (T or narrower).
+template <typename T, typename V = T>
 void TestCase(std::mt19937_64& rng, const std::vector<int64_t>& sizes, int threads) {
   std::normal_distribution<double> normal;
   const size_t count = sizes.size();
-  std::vector<std::vector<T>> average(count), biased(count), value(count);
-  std::vector<swa_ops::MovingAverageSegment<T>> plain(count);
-  std::vector<swa_ops::DebiasedSegment<T>> debiased(count);
+  std::vector<std::vector<T>> average(count), biased(count);
+  std::vector<std::vector<V>> value(count);
+  std::vector<swa_ops::MovingAverageSegment<T, V>> plain(count);
+  std::vector<swa_ops::DebiasedSegment<T, V>> debiased(count);
   for (size_t s = 0; s < count; ++s) {
-    for (auto* v : {&average[s], &biased[s], &value[s]}) {
+    for (auto* v : {&average[s], &biased[s]}) {
       v->resize(sizes[s]);
       for (auto& x : *v) x = static_cast<T>(normal(rng));
     }
+    value[s].resize(sizes[s]);
+    for (auto& x : value[s]) x = static_cast<V>(normal(rng));
   }
   auto expected_average = average;  // Debiased overwrites it entirely.
   auto expected_biased = biased;
@@ -61,7 +65,8 @@ void TestCase(std::mt19937_64& rng, const std::vector<int64_t>& sizes, int threa
     const double denominator = 1.0 - 0.5 / (s + 1.0);
     for (int64_t i = 0; i < sizes[s]; ++i) {
       expected_biased[s][i] =
-          swa_ops::math::MovingAverageStep<T>(expected_biased[s][i], value[s][i], weight);
+          swa_ops::math::MovingAverageStep<T>(expected_biased[s][i], static_cast<T>(value[s][i]),
+                                              weight);
       expected_average[s][i] =
           swa_ops::math::Debias<T>(expected_biased[s][i], static_cast<T>(denominator));
     }
@@ -75,16 +80,17 @@ void TestCase(std::mt19937_64& rng, const std::vector<int64_t>& sizes, int threa
     plain[s].average = moving[s].data();
     visits[s].assign(sizes[s], 0);
   }
-  const swa_ops::SegmentRanges<swa_ops::MovingAverageSegment<T>> ranges(plain.data(), count);
+  const swa_ops::SegmentRanges<swa_ops::MovingAverageSegment<T, V>> ranges(plain.data(), count);
   RunInPieces(rng, ranges.total(), threads, [&](int64_t begin, int64_t end) {
-    ranges.ForEach(begin, end, [&](const swa_ops::MovingAverageSegment<T>& segment, int64_t b,
+    ranges.ForEach(begin, end, [&](const swa_ops::MovingAverageSegment<T, V>& segment, int64_t b,
                                    int64_t e) {
-      swa_ops::MovingAverageRange<T, T>(segment, b, e, weight);
+      swa_ops::MovingAverageRange<T>(segment, b, e, weight);
       const size_t s = &segment - plain.data();
       for (int64_t i = b; i < e; ++i) ++visits[s][i];
     });
   });
-  std::string label = std::string(sizeof(T) == 4 ? "float32" : "float64") + " segments " +
+  std::string label = std::string(sizeof(T) == 4 ? "float32" : "float64") +
+                      (sizeof(V) == sizeof(T) ? "" : " from float32 values") + " segments " +
                       std::to_string(count) + " threads " + std::to_string(threads);
   for (size_t s = 0; s < count; ++s) {
     bool once = true;
@@ -92,18 +98,19 @@ void TestCase(std::mt19937_64& rng, const std::vector<int64_t>& sizes, int threa
     Expect(once, label + " every element visited once, segment " + std::to_string(s));
     bool same = true;
     for (int64_t i = 0; i < sizes[s]; ++i) {
-      T want = swa_ops::math::MovingAverageStep<T>(average[s][i], value[s][i], weight);
+      T want = swa_ops::math::MovingAverageStep<T>(average[s][i], static_cast<T>(value[s][i]),
+                                                    weight);
       same &= std::memcmp(&want, &moving[s][i], sizeof(T)) == 0;
     }
     Expect(same, label + " MovingAverageRange, segment " + std::to_string(s));
   }
   // Debiased, in place.
-  const swa_ops::SegmentRanges<swa_ops::DebiasedSegment<T>> debiased_ranges(debiased.data(),
+  const swa_ops::SegmentRanges<swa_ops::DebiasedSegment<T, V>> debiased_ranges(debiased.data(),
                                                                              count);
   RunInPieces(rng, debiased_ranges.total(), threads, [&](int64_t begin, int64_t end) {
-    debiased_ranges.ForEach(begin, end, [&](const swa_ops::DebiasedSegment<T>& segment, int64_t b,
+    debiased_ranges.ForEach(begin, end, [&](const swa_ops::DebiasedSegment<T, V>& segment, int64_t b,
                                             int64_t e) {
-      swa_ops::DebiasedRange<T, T>(segment, b, e, weight);
+      swa_ops::DebiasedRange<T>(segment, b, e, weight);
     });
   });
   for (size_t s = 0; s < count; ++s) {
@@ -124,6 +131,7 @@ int main() {
     for (auto& s : sizes) s = size(rng) % 5 == 0 ? 0 : size(rng);
     TestCase<float>(rng, sizes, 1 + trial % 4);
     TestCase<double>(rng, sizes, 1 + trial % 3);
+    TestCase<double, float>(rng, sizes, 1 + trial % 2);
   }
   TestCase<float>(rng, {}, 2);
   TestCase<float>(rng, {0, 0, 0}, 2);

@@ -1,8 +1,11 @@
-// Standalone test of the CUDA launchers (no TensorFlow): every launcher, every dtype, many sizes
-// (0, 1, 3, 4097, chunk boundaries, 2**26), unaligned offsets, and multi-segment calls that fill
-// several launch tables, each compared bit for bit with the CPU math of cc/swa_math.h (float16
-// and bfloat16: computed in float32 and rounded once, on both sides).
-//   nvcc -std=c++17 -O3 -Icc -Icuda tests/cuda/harness.cu cuda/swa_kernels.cu -o harness
+// Standalone test of the CUDA launchers (no TensorFlow): every launcher, every (T, V) pair (T the
+// variables' dtype, V the values': T itself, or a narrower float), many sizes (0, 1, 3, 4097,
+// chunk boundaries, 2**26 for V = T), aligned, unaligned and mixed offsets, and multi-segment
+// calls that fill several launch tables, each compared bit for bit with the CPU math of
+// cc/swa_math.h as cc/cpu_updates.h runs it (computed in C: float32 for float16 and bfloat16
+// variables, T otherwise; the value converted to C exactly; rounded to T once when stored).
+//   nvcc -std=c++17 -O3 -Xcompiler -ffp-contract=off -Icc -Icuda tests/cuda/harness.cu
+//       cuda/swa_kernels.cu -o harness
 // Prints one line per failure and a closing line "N passed, N failed"; exits 1 on any failure,
 // 2 without a CUDA device.
 #include <cuda_bf16.h>
@@ -13,6 +16,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "swa_launchers.h"
@@ -81,14 +85,39 @@ struct DeviceArray {
   }
 };
 
-template <typename T>
+// "float32" for (float, float), "float32/float16" for float32 variables with float16 values.
+template <typename T, typename V>
+std::string PairName() {
+  std::string name = Host<T>::Name();
+  if (!std::is_same<T, V>::value) name = name + "/" + Host<V>::Name();
+  return name;
+}
+
+template <typename T, typename V>
 void Expect(bool ok, const std::string& what) {
   if (ok) {
     ++passed;
   } else {
     ++failed;
-    std::printf("FAILED %s %s\n", Host<T>::Name(), what.c_str());
+    std::printf("FAILED %s %s\n", PairName<T, V>().c_str(), what.c_str());
   }
+}
+
+// A value in the compute type C of the variables, as cc/cpu_updates.h converts it (exactly: C is
+// never narrower than V's own compute type).
+template <typename C, typename V>
+C ValueAs(V x) {
+  return static_cast<C>(Host<V>::Load(x));
+}
+
+// Element offsets of a segment's arrays into their allocations (cudaMalloc is 256-byte aligned).
+struct Offsets {
+  int average, biased, value;
+};
+
+std::string Describe(const Offsets& o) {
+  return "offsets " + std::to_string(o.average) + "/" + std::to_string(o.biased) + "/" +
+         std::to_string(o.value);
 }
 
 template <typename T>
@@ -96,46 +125,52 @@ bool SameBits(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 
-// One call over segments of the given sizes and offsets, for both launchers.
-template <typename T>
+// One call over segments of the given sizes (segment s at offsets[s % offsets.size()]), for
+// both launchers.
+template <typename T, typename V>
 void TestSegments(std::mt19937_64& rng, const std::vector<int64_t>& sizes,
-                  const std::vector<int>& offsets, const std::string& label) {
+                  const std::vector<Offsets>& offsets, const std::string& label) {
   using C = typename Host<T>::C;
   const double weight = 1.0 / 7.0;
   const size_t count = sizes.size();
-  std::vector<std::vector<T>> averages, biased, values;
-  std::vector<DeviceArray<T>*> d_averages, d_biased, d_values;
-  std::vector<MovingAverageSegment<T>> plain(count);
-  std::vector<DebiasedSegment<T>> debiased(count);
+  std::vector<std::vector<T>> averages, biased;
+  std::vector<std::vector<V>> values;
+  std::vector<DeviceArray<T>*> d_averages, d_biased;
+  std::vector<DeviceArray<V>*> d_values;
+  std::vector<MovingAverageSegment<T, V>> plain(count);
+  std::vector<DebiasedSegment<T, V>> debiased(count);
   for (size_t s = 0; s < count; ++s) {
+    const Offsets& o = offsets[s % offsets.size()];
     averages.push_back(Random<T>(rng, sizes[s]));
     biased.push_back(Random<T>(rng, sizes[s]));
-    values.push_back(Random<T>(rng, sizes[s]));
-    d_averages.push_back(new DeviceArray<T>(averages[s], offsets[s % offsets.size()]));
-    d_biased.push_back(new DeviceArray<T>(biased[s], (offsets[s % offsets.size()] + 1) % 4));
-    d_values.push_back(new DeviceArray<T>(values[s], offsets[(s + 1) % offsets.size()]));
+    values.push_back(Random<V>(rng, sizes[s]));
+    d_averages.push_back(new DeviceArray<T>(averages[s], o.average));
+    d_biased.push_back(new DeviceArray<T>(biased[s], o.biased));
+    d_values.push_back(new DeviceArray<V>(values[s], o.value));
   }
   for (size_t s = 0; s < count; ++s) {
     plain[s] = {d_averages[s]->data, d_values[s]->data, sizes[s]};
   }
-  Check(swa_ops::cuda::LaunchMovingAverageUpdate<T>(plain.data(), count, weight, 0), "launch");
+  Check(swa_ops::cuda::LaunchMovingAverageUpdate<T, V>(plain.data(), count, weight, 0),
+        "launch");
   Check(cudaDeviceSynchronize(), "moving average kernel");
   for (size_t s = 0; s < count; ++s) {
     std::vector<T> expected(sizes[s]);
     for (int64_t i = 0; i < sizes[s]; ++i) {
       expected[i] = Host<T>::Store(math::MovingAverageStep<C>(
-          Host<T>::Load(averages[s][i]), Host<T>::Load(values[s][i]), static_cast<C>(weight)));
+          Host<T>::Load(averages[s][i]), ValueAs<C>(values[s][i]), static_cast<C>(weight)));
     }
-    Expect<T>(SameBits(d_averages[s]->Read(sizes[s]), expected),
-              label + " MovingAverage segment " + std::to_string(s) + " size " +
-                  std::to_string(sizes[s]));
+    Expect<T, V>(SameBits(d_averages[s]->Read(sizes[s]), expected),
+                 label + " MovingAverage segment " + std::to_string(s) + " size " +
+                     std::to_string(sizes[s]));
     averages[s] = d_averages[s]->Read(sizes[s]);
   }
   for (size_t s = 0; s < count; ++s) {
     debiased[s] = {d_averages[s]->data, d_biased[s]->data, d_values[s]->data, sizes[s],
                    1.0 - 0.5 / (s + 1.0)};
   }
-  Check(swa_ops::cuda::LaunchDebiasedMovingAverageUpdate<T>(debiased.data(), count, weight, 0),
+  Check(swa_ops::cuda::LaunchDebiasedMovingAverageUpdate<T, V>(debiased.data(), count,
+                                                                weight, 0),
         "launch");
   Check(cudaDeviceSynchronize(), "debiased kernel");
   for (size_t s = 0; s < count; ++s) {
@@ -143,13 +178,13 @@ void TestSegments(std::mt19937_64& rng, const std::vector<int64_t>& sizes,
     const C denominator = static_cast<C>(debiased[s].debias_denominator);
     for (int64_t i = 0; i < sizes[s]; ++i) {
       expected_biased[i] = Host<T>::Store(math::MovingAverageStep<C>(
-          Host<T>::Load(biased[s][i]), Host<T>::Load(values[s][i]), static_cast<C>(weight)));
+          Host<T>::Load(biased[s][i]), ValueAs<C>(values[s][i]), static_cast<C>(weight)));
       expected_average[i] =
           Host<T>::Store(math::Debias<C>(Host<T>::Load(expected_biased[i]), denominator));
     }
     const std::string what = label + " DebiasedMovingAverage segment " + std::to_string(s);
-    Expect<T>(SameBits(d_biased[s]->Read(sizes[s]), expected_biased), what + " biased");
-    Expect<T>(SameBits(d_averages[s]->Read(sizes[s]), expected_average), what + " average");
+    Expect<T, V>(SameBits(d_biased[s]->Read(sizes[s]), expected_biased), what + " biased");
+    Expect<T, V>(SameBits(d_averages[s]->Read(sizes[s]), expected_average), what + " average");
   }
   for (size_t s = 0; s < count; ++s) {
     delete d_averages[s];
@@ -158,19 +193,34 @@ void TestSegments(std::mt19937_64& rng, const std::vector<int64_t>& sizes,
   }
 }
 
-template <typename T>
-void TestDtype(std::mt19937_64& rng) {
-  for (int64_t size : {0L, 1L, 3L, 4097L, (1L << 16) - 1, (1L << 16) + 5, 3L * (1 << 16) + 7}) {
-    for (int offset : {0, 1, 3}) {
-      TestSegments<T>(rng, {size}, {offset},
-                      "single size " + std::to_string(size) + " offset " + std::to_string(offset));
+// Every case for one (T, V) pair. The kernels take vector steps of K = 16 / sizeof(T) elements
+// (16-byte packs of T, K * sizeof(V)-byte packs of V) only where every array of a segment is
+// aligned for its pack: the offsets cover all aligned, all unaligned, and one array unaligned
+// (or, at K elements, aligned for its pack only). 2**26 elements only when V = T (runtime).
+template <typename T, typename V>
+void TestPair(std::mt19937_64& rng) {
+  constexpr int k = 16 / sizeof(T);
+  std::vector<int64_t> sizes = {0, 1, 3, 4097, (1L << 16) - 1, (1L << 16) + 5, 3L * (1 << 16) + 7};
+  for (int64_t size : sizes) {
+    // The offsets o / (o + 1) % 4 / o of the original same-type cases, then the aligned mixes.
+    std::vector<Offsets> cases = {{0, 1, 0}, {1, 2, 1}, {3, 0, 3}, {0, 0, 0},
+                                  {0, 0, 1}, {0, 0, k}, {k, k, 0}, {1, 0, 0}};
+    for (const Offsets& o : cases) {
+      TestSegments<T, V>(rng, {size}, {o},
+                         "single size " + std::to_string(size) + " " + Describe(o));
     }
   }
-  TestSegments<T>(rng, {1L << 26}, {0}, "single size 2**26");
+  if (std::is_same<T, V>::value) {
+    TestSegments<T, V>(rng, {1L << 26}, {{0, 0, 0}}, "single size 2**26");
+  }
   std::uniform_int_distribution<int64_t> size(0, 70000);
-  std::vector<int64_t> sizes(100);
-  for (auto& s : sizes) s = size(rng) % 9 == 0 ? 0 : size(rng);
-  TestSegments<T>(rng, sizes, {0, 0, 1, 2}, "100 segments");
+  std::vector<int64_t> many(100);
+  for (auto& s : many) s = size(rng) % 9 == 0 ? 0 : size(rng);
+  // The original cycle (offsets {0, 0, 1, 2}: average o[s], biased (o[s] + 1) % 4, value o[s + 1]).
+  TestSegments<T, V>(rng, many, {{0, 1, 0}, {0, 1, 1}, {1, 2, 2}, {2, 3, 0}}, "100 segments");
+  TestSegments<T, V>(rng, many,
+                     {{0, 0, 0}, {0, 0, k}, {0, 0, 1}, {1, 0, 0}, {0, 1, 0}, {k, k, 0}},
+                     "100 segments aligned mix");
 }
 
 }  // namespace
@@ -182,10 +232,15 @@ int main() {
     return 2;
   }
   std::mt19937_64 rng(20261125);
-  TestDtype<float>(rng);
-  TestDtype<double>(rng);
-  TestDtype<__half>(rng);
-  TestDtype<__nv_bfloat16>(rng);
+  TestPair<float, float>(rng);
+  TestPair<double, double>(rng);
+  TestPair<__half, __half>(rng);
+  TestPair<__nv_bfloat16, __nv_bfloat16>(rng);
+  TestPair<float, __half>(rng);
+  TestPair<float, __nv_bfloat16>(rng);
+  TestPair<double, __half>(rng);
+  TestPair<double, __nv_bfloat16>(rng);
+  TestPair<double, float>(rng);
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
