@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <type_traits>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -41,25 +42,34 @@ class AllFiniteOp : public tensorflow::OpKernel {
   using OpKernel::OpKernel;
 
   void Compute(tensorflow::OpKernelContext* ctx) override {
+    OP_REQUIRES_OK(ctx, CheckHandleInputs(ctx));
+    // Every input is checked before any is scanned, so that whether a bad input is reported
+    // does not depend on the data of the inputs before it.
+    std::vector<Tensor> values(num_inputs());
+    for (int i = 0; i < num_inputs(); ++i) {
+      values[i] = ctx->input(i);
+      if (ctx->input_dtype(i) == tensorflow::DT_RESOURCE) {
+        OP_REQUIRES_OK(ctx, ShareVariableTensor(ctx, i, &values[i]));
+      }
+      const tensorflow::DataType dtype = values[i].dtype();
+      OP_REQUIRES(ctx,
+                  dtype == tensorflow::DT_HALF || dtype == tensorflow::DT_BFLOAT16 ||
+                      dtype == tensorflow::DT_FLOAT || dtype == tensorflow::DT_DOUBLE,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "AllFinite '", name(), "': variable ", DescribeVariableInput(ctx, i),
+                      " has dtype ", tensorflow::DataTypeString(dtype),
+                      "; expected a float dtype")));
+    }
+    const CPUDevice& device = ctx->eigen_device<CPUDevice>();
     bool all_finite = true;
     for (int i = 0; i < num_inputs() && all_finite; ++i) {
-      Tensor value = ctx->input(i);
-      if (ctx->input_dtype(i) == tensorflow::DT_RESOURCE) {
-        OP_REQUIRES_OK(ctx, ShareVariableTensor(ctx, i, &value));
-      }
-      const CPUDevice& device = ctx->eigen_device<CPUDevice>();
-      switch (value.dtype()) {
-        case tensorflow::DT_HALF: all_finite = AllFiniteIn<Eigen::half>(device, value); break;
+      switch (values[i].dtype()) {
+        case tensorflow::DT_HALF: all_finite = AllFiniteIn<Eigen::half>(device, values[i]); break;
         case tensorflow::DT_BFLOAT16:
-          all_finite = AllFiniteIn<Eigen::bfloat16>(device, value);
+          all_finite = AllFiniteIn<Eigen::bfloat16>(device, values[i]);
           break;
-        case tensorflow::DT_FLOAT: all_finite = AllFiniteIn<float>(device, value); break;
-        case tensorflow::DT_DOUBLE: all_finite = AllFiniteIn<double>(device, value); break;
-        default:
-          ctx->CtxFailure(absl::InvalidArgumentError(absl::StrCat(
-              "AllFinite '", name(), "': variable ", DescribeVariableInput(ctx, i), " has dtype ",
-              tensorflow::DataTypeString(value.dtype()), "; expected a float dtype")));
-          return;
+        case tensorflow::DT_FLOAT: all_finite = AllFiniteIn<float>(device, values[i]); break;
+        default: all_finite = AllFiniteIn<double>(device, values[i]); break;
       }
     }
     Tensor* output;

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -293,18 +292,18 @@ absl::Status OwnAverageError(OpKernelContext* ctx, int state_index, int num_vari
       " is also the value averaged into it: a variable cannot be its own average"));
 }
 
-// No variable may appear twice among the variables an op updates, nor be the value averaged
-// into one of them: checked on the resource handles, before anything is locked or written.
-absl::Status CheckDistinctResources(OpKernelContext* ctx, int state_count, int value_begin,
-                                    int num_variables) {
-  absl::flat_hash_map<std::string, int> seen;
-  auto key = [ctx](int index) {
-    const tensorflow::ResourceHandle& handle = tensorflow::HandleFromInput(ctx, index);
-    return absl::StrCat(handle.device(), "|", handle.container(), "|", handle.name());
-  };
-  for (int index = 0; index < state_count; ++index) {
-    if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) continue;
-    auto [it, inserted] = seen.emplace(key(index), index);
+// No variable may appear twice among the variables an op updates (`state`: the looked-up
+// resource variables, null for references), nor be the value averaged into one of them
+// (`values`: null for a tensor value). Compared as variables, not names, before anything is
+// locked or written.
+absl::Status CheckDistinctVariables(OpKernelContext* ctx, const std::vector<VarPtr>& state,
+                                    const std::vector<VarPtr>& values) {
+  const int num_variables = static_cast<int>(values.size());
+  absl::flat_hash_map<const tensorflow::Var*, int> seen;
+  seen.reserve(state.size());
+  for (int index = 0; index < static_cast<int>(state.size()); ++index) {
+    if (state[index] == nullptr) continue;
+    auto [it, inserted] = seen.emplace(state[index].get(), index);
     if (!inserted) {
       return absl::InvalidArgumentError(absl::StrCat(
           OpPrefix(ctx), "variable ", DescribeVariableInput(ctx, index), " appears twice (as ",
@@ -313,13 +312,10 @@ absl::Status CheckDistinctResources(OpKernelContext* ctx, int state_count, int v
           "): each variable may be updated once per op"));
     }
   }
-  for (int i = 0; i < num_variables; ++i) {
-    const int index = value_begin + i;
-    if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) continue;
-    auto it = seen.find(key(index));
-    if (it != seen.end()) {
-      return OwnAverageError(ctx, it->second, num_variables);
-    }
+  for (const VarPtr& value : values) {
+    if (value == nullptr) continue;
+    auto it = seen.find(value.get());
+    if (it != seen.end()) return OwnAverageError(ctx, it->second, num_variables);
   }
   return absl::OkStatus();
 }
@@ -334,8 +330,8 @@ absl::Status CheckShape(OpKernelContext* ctx, int index, const Tensor& tensor,
       tensor.shape().DebugString(), " but ", expected_what, " shape ", expected.DebugString()));
 }
 
-// Reference variables share no handle to compare: an updated buffer that is also the value's
-// (or another updated variable's) buffer is the same variable.
+// Reference variables have no resource to compare (CheckDistinctVariables): an updated buffer that
+// is also the value's (or another updated variable's) buffer is the same variable.
 absl::Status CheckDistinctBuffers(OpKernelContext* ctx, const std::vector<Tensor>& state,
                                   const std::vector<Tensor>& values, int num_variables) {
   absl::flat_hash_map<const void*, int> seen;
@@ -374,6 +370,53 @@ bool WithFloatType(tensorflow::DataType dtype, const F& f) {
   }
 }
 
+// Looks up and checks the variables an op updates (inputs [0, vars->size())): every one has the
+// first average's dtype, `*dtype`, a float.
+absl::Status CheckStateVariables(OpKernelContext* ctx, int num_variables,
+                                 std::vector<VarPtr>* vars, tensorflow::DataType* dtype) {
+  TF_RETURN_IF_ERROR(CheckVariableInput(ctx, 0, tensorflow::DT_INVALID, kStateRoles[0],
+                                        &(*vars)[0], dtype));
+  if (!WithFloatType(*dtype, [](auto) {})) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        OpPrefix(ctx), "average variable ", DescribeVariableInput(ctx, 0), " has dtype ",
+        tensorflow::DataTypeString(*dtype),
+        "; averages are float16, bfloat16, float32 or float64"));
+  }
+  for (int index = 1; index < static_cast<int>(vars->size()); ++index) {
+    TF_RETURN_IF_ERROR(CheckVariableInput(ctx, index, *dtype, kStateRoles[index / num_variables],
+                                          &(*vars)[index]));
+  }
+  return absl::OkStatus();
+}
+
+// Looks up the resource variables among the values (inputs value_begin + i); a tensor value's
+// entry stays null.
+absl::Status FindValueVariables(OpKernelContext* ctx, int value_begin, std::vector<VarPtr>* vars) {
+  for (int i = 0; i < static_cast<int>(vars->size()); ++i) {
+    if (ctx->input_dtype(value_begin + i) != tensorflow::DT_RESOURCE) continue;
+    TF_RETURN_IF_ERROR(FindVariable(ctx, value_begin + i, "value", &(*vars)[i]));
+  }
+  return absl::OkStatus();
+}
+
+// Reads the values (FindValueVariables' `vars`, or tensors), each of dtype `dtype`.
+template <typename Device>
+absl::Status ReadValues(OpKernelContext* ctx, int value_begin, const std::vector<VarPtr>& vars,
+                        tensorflow::DataType dtype, std::vector<Tensor>* values) {
+  for (int i = 0; i < static_cast<int>(vars.size()); ++i) {
+    const int index = value_begin + i;
+    Tensor& value = (*values)[i];
+    TF_RETURN_IF_ERROR(ReadValueInput<Device>(ctx, index, vars[i].get(), &value));
+    if (value.dtype() != dtype) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          OpPrefix(ctx), "value variable ", DescribeVariableInput(ctx, index), " has dtype ",
+          tensorflow::DataTypeString(value.dtype()), " but the op expects ",
+          tensorflow::DataTypeString(dtype)));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // The kernel of every op: kLists = 1 (SWAAssign*, EMAAssign*) or 3 (DebiasedEMA*).
 // Attribute T is the values' dtype; the variables updated have T or a wider float (read from
 // them at run time). Everything is validated (dtypes, initialisation, distinct variables,
@@ -393,6 +436,7 @@ class MovingAverageOp : public OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
+    OP_REQUIRES_OK(ctx, CheckHandleInputs(ctx));
     const int n = num_variables_;
     const int state_count = kLists * n;
     const int value_begin = state_count;
@@ -406,31 +450,20 @@ class MovingAverageOp : public OpKernel {
                                                           guard.shape().DebugString())));
       if (!guard.scalar<bool>()()) scalars.skip = true;
     }
+    // Each variable is looked up once, here, and used for every check, the read and the update.
     // Every variable updated has the first average's dtype, T or a wider float.
+    std::vector<VarPtr> state_vars(state_count);
     tensorflow::DataType state_dtype;
-    OP_REQUIRES_OK(ctx, VariableDtype(ctx, 0, kStateRoles[0], &state_dtype));
-    OP_REQUIRES(ctx, WithFloatType(state_dtype, [](auto) {}),
-                absl::InvalidArgumentError(absl::StrCat(
-                    OpPrefix(ctx), "average variable ", DescribeVariableInput(ctx, 0),
-                    " has dtype ", tensorflow::DataTypeString(state_dtype),
-                    "; averages are float16, bfloat16, float32 or float64")));
-    for (int index = 0; index < state_count; ++index) {
-      OP_REQUIRES_OK(ctx, CheckVariableInput(ctx, index, state_dtype, kStateRoles[index / n]));
-    }
-    OP_REQUIRES_OK(ctx, CheckDistinctResources(ctx, state_count, value_begin, n));
+    OP_REQUIRES_OK(ctx, CheckStateVariables(ctx, n, &state_vars, &state_dtype));
+    std::vector<VarPtr> value_vars(n);
+    OP_REQUIRES_OK(ctx, FindValueVariables(ctx, value_begin, &value_vars));
+    OP_REQUIRES_OK(ctx, CheckDistinctVariables(ctx, state_vars, value_vars));
     std::vector<Tensor> values(n);
-    for (int i = 0; i < n; ++i) {
-      OP_REQUIRES_OK(ctx, ReadValueInput<Device>(ctx, value_begin + i, &values[i]));
-      OP_REQUIRES(ctx, values[i].dtype() == value_dtype_,
-                  absl::InvalidArgumentError(absl::StrCat(
-                      OpPrefix(ctx), "value variable ",
-                      DescribeVariableInput(ctx, value_begin + i), " has dtype ",
-                      tensorflow::DataTypeString(values[i].dtype()), " but the op expects ",
-                      tensorflow::DataTypeString(value_dtype_))));
-    }
+    OP_REQUIRES_OK(ctx, ReadValues<Device>(ctx, value_begin, value_vars, value_dtype_, &values));
     WithFloatType(state_dtype, [&](auto average_type) {
       WithFloatType(value_dtype_, [&](auto value_type) {
-        ComputeWithTypes<decltype(average_type), decltype(value_type)>(ctx, scalars, values);
+        ComputeWithTypes<decltype(average_type), decltype(value_type)>(ctx, scalars, state_vars,
+                                                                       values);
       });
     });
   }
@@ -440,7 +473,7 @@ class MovingAverageOp : public OpKernel {
   // update.
   template <typename T, typename V>
   void ComputeWithTypes(OpKernelContext* ctx, const UpdateScalars& scalars,
-                        const std::vector<Tensor>& values) {
+                        const std::vector<VarPtr>& state_vars, const std::vector<Tensor>& values) {
     const int n = num_variables_;
     const int state_count = kLists * n;
     if constexpr (!kAveragesValuesOf<T, V>) {
@@ -452,16 +485,12 @@ class MovingAverageOp : public OpKernel {
           ": an average has its value's dtype or a wider float (float32 or float64 for "
           "float16/bfloat16 values, float64 for float32 values)")));
     } else {
-      std::vector<int> state_inputs(state_count);
-      std::iota(state_inputs.begin(), state_inputs.end(), 0);
       {
-        LockedVariables<Device, T> locked(ctx, state_inputs, use_locking_);
+        LockedVariables<Device, T> locked(ctx, state_vars, use_locking_);
         OP_REQUIRES_OK(ctx, locked.status());
         std::vector<Tensor> state(state_count);
         for (int index = 0; index < state_count; ++index) {
-          OP_REQUIRES_OK(ctx, locked.Get(index, &state[index]));
-        }
-        for (int index = 0; index < state_count; ++index) {
+          state[index] = locked.Get(index);
           const bool is_local_step = index / n == 2;
           OP_REQUIRES_OK(ctx, CheckShape(ctx, index, state[index],
                                          is_local_step ? tensorflow::TensorShape()
@@ -469,7 +498,7 @@ class MovingAverageOp : public OpKernel {
                                          kStateRoles[index / n],
                                          is_local_step ? "it must be a scalar:" : "the value has"));
         }
-        OP_REQUIRES_OK(ctx, CheckDistinctBuffers(ctx, state, values, n));
+        if (ctx->input_is_ref(0)) OP_REQUIRES_OK(ctx, CheckDistinctBuffers(ctx, state, values, n));
         if (!scalars.skip) Update<T, V>(ctx, scalars, &state, values);
       }
       if (n == 1) ForwardRefOutput(ctx, 0, 0);

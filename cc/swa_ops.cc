@@ -86,8 +86,8 @@ void RegisterVariants(const UpdateOp& op) {
     builder.Input(absl::StrCat(grouped ? "values: N * " : "value: ",
                                variable_value ? "resource" : "T"));
     builder.Input(absl::StrCat(op.scalar, ": ", scalar_attr));
-    // G = 0 or 1 flags: with a false one the op validates its inputs and changes nothing (the
-    // non-finite guard: AllFinite's result, decided on the device with no host sync).
+    // G flags (usually 0 or 1): with a false one the op validates its inputs and changes
+    // nothing (the non-finite guard: AllFinite's result, decided with no host sync).
     builder.Input("apply_if: G * bool");
     builder.Attr("G: int >= 0");
     builder.Attr("T: {half, bfloat16, float, double}");

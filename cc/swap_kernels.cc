@@ -23,18 +23,22 @@ class SwapVariablesOp : public tensorflow::OpKernel {
   }
 
   void Compute(OpKernelContext* ctx) override {
+    OP_REQUIRES_OK(ctx, CheckHandleInputs(ctx));
     const int n = num_pairs_;
-    const std::string prefix = absl::StrCat(type_string(), " '", name(), "': ");
+    // Messages are built only for an error.
+    auto prefix = [this] { return absl::StrCat(type_string(), " '", name(), "': "); };
     // Declared before the locks: released after them.
-    std::vector<tensorflow::core::RefCountPtr<tensorflow::Var>> vars(2 * n);
+    std::vector<VarPtr> vars(2 * n);
     absl::flat_hash_set<tensorflow::Var*> seen;
+    seen.reserve(2 * n);
     std::vector<tsl::mutex*> mutexes;
+    mutexes.reserve(2 * n);
     for (int index = 0; index < 2 * n; ++index) {
       OP_REQUIRES_OK(ctx, LookupVariable(ctx, index, tensorflow::DataTypeToEnum<T>::value,
                                          index < n ? "first" : "second", &vars[index]));
       OP_REQUIRES(ctx, seen.insert(vars[index].get()).second,
                   absl::InvalidArgumentError(absl::StrCat(
-                      prefix, "variable ", DescribeVariableInput(ctx, index),
+                      prefix(), "variable ", DescribeVariableInput(ctx, index),
                       " appears twice: each variable may be swapped once per op")));
       mutexes.push_back(vars[index]->mu());
     }
@@ -44,7 +48,7 @@ class SwapVariablesOp : public tensorflow::OpKernel {
       const tensorflow::TensorShape& b = vars[n + i]->tensor()->shape();
       OP_REQUIRES(ctx, a == b,
                   absl::InvalidArgumentError(absl::StrCat(
-                      prefix, "variables ", DescribeVariableInput(ctx, i), " (shape ",
+                      prefix(), "variables ", DescribeVariableInput(ctx, i), " (shape ",
                       a.DebugString(), ") and ", DescribeVariableInput(ctx, n + i), " (shape ",
                       b.DebugString(), ") have different shapes")));
     }

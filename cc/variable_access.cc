@@ -1,5 +1,6 @@
 #include "variable_access.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,20 @@ using tensorflow::DataType;
 using tensorflow::DataTypeString;
 using tensorflow::OpKernelContext;
 using tensorflow::Var;
+
+absl::Status CheckHandleInputs(OpKernelContext* ctx) {
+  for (int index = 0; index < ctx->num_inputs(); ++index) {
+    if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) continue;
+    const int64_t handles = ctx->input(index).NumElements();
+    if (handles != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          ctx->op_kernel().type_string(), " '", ctx->op_kernel().name(), "': input ", index, " ('",
+          ctx->op_kernel().requested_input(index), "') holds ", handles,
+          " resource handles; a variable input must be exactly one variable's handle"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 std::string DescribeVariableInput(OpKernelContext* ctx, int index) {
   if (ctx->input_dtype(index) == tensorflow::DT_RESOURCE) {
@@ -35,8 +50,7 @@ constexpr char kUninitialized[] = " is uninitialized: run its initializer first"
 
 }  // namespace
 
-absl::Status LookupVariable(OpKernelContext* ctx, int index, DataType dtype, const char* role,
-                            tensorflow::core::RefCountPtr<Var>* var) {
+absl::Status FindVariable(OpKernelContext* ctx, int index, const char* role, VarPtr* var) {
   // Messages are built only for an error: this runs for every variable of every update.
   const tensorflow::ResourceHandle& handle = tensorflow::HandleFromInput(ctx, index);
   const std::string& op_device = ctx->device()->attributes().name();
@@ -50,11 +64,15 @@ absl::Status LookupVariable(OpKernelContext* ctx, int index, DataType dtype, con
     return absl::FailedPreconditionError(absl::StrCat(
         Where(ctx, index, role), " does not exist (uninitialized or deleted): ", found.message()));
   }
-  tsl::tf_shared_lock lock(*(*var)->mu());
-  if (!(*var)->is_initialized) {
+  return absl::OkStatus();
+}
+
+absl::Status CheckInitialized(OpKernelContext* ctx, int index, Var* var, DataType dtype,
+                              const char* role) {
+  if (!var->is_initialized) {
     return absl::FailedPreconditionError(absl::StrCat(Where(ctx, index, role), kUninitialized));
   }
-  const DataType actual = (*var)->tensor()->dtype();
+  const DataType actual = var->tensor()->dtype();
   if (dtype != tensorflow::DT_INVALID && actual != dtype) {
     return absl::InvalidArgumentError(absl::StrCat(Where(ctx, index, role), " has dtype ",
                                                    DataTypeString(actual), " but the op expects ",
@@ -63,46 +81,57 @@ absl::Status LookupVariable(OpKernelContext* ctx, int index, DataType dtype, con
   return absl::OkStatus();
 }
 
-absl::Status CheckVariableInput(OpKernelContext* ctx, int index, DataType dtype, const char* role) {
-  if (ctx->input_dtype(index) == tensorflow::DT_RESOURCE) {
-    tensorflow::core::RefCountPtr<Var> var;
-    return LookupVariable(ctx, index, dtype, role, &var);
-  }
-  // Reference input: the op definition already fixes its dtype to T.
-  if (!ctx->mutable_input(index, /*lock_held=*/false).IsInitialized()) {
-    return absl::FailedPreconditionError(absl::StrCat(Where(ctx, index, role), kUninitialized));
-  }
+absl::Status LookupVariable(OpKernelContext* ctx, int index, DataType dtype, const char* role,
+                            VarPtr* var, DataType* actual) {
+  TF_RETURN_IF_ERROR(FindVariable(ctx, index, role, var));
+  tsl::tf_shared_lock lock(*(*var)->mu());
+  TF_RETURN_IF_ERROR(CheckInitialized(ctx, index, var->get(), dtype, role));
+  if (actual != nullptr) *actual = (*var)->tensor()->dtype();
   return absl::OkStatus();
 }
 
-absl::Status VariableDtype(OpKernelContext* ctx, int index, const char* role, DataType* dtype) {
-  if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) {
-    *dtype = tensorflow::BaseType(ctx->input_dtype(index));
-    return absl::OkStatus();
+absl::Status CheckVariableInput(OpKernelContext* ctx, int index, DataType dtype, const char* role,
+                                VarPtr* var, DataType* actual) {
+  if (ctx->input_dtype(index) == tensorflow::DT_RESOURCE) {
+    return LookupVariable(ctx, index, dtype, role, var, actual);
   }
-  tensorflow::core::RefCountPtr<Var> var;
-  TF_RETURN_IF_ERROR(LookupVariable(ctx, index, tensorflow::DT_INVALID, role, &var));
-  tsl::tf_shared_lock lock(*var->mu());
-  *dtype = var->tensor()->dtype();
+  // Reference input: the op definition already fixes its dtype to T.
+  var->reset();
+  if (!ctx->mutable_input(index, /*lock_held=*/false).IsInitialized()) {
+    return absl::FailedPreconditionError(absl::StrCat(Where(ctx, index, role), kUninitialized));
+  }
+  if (actual != nullptr) *actual = tensorflow::BaseType(ctx->input_dtype(index));
   return absl::OkStatus();
 }
 
 absl::Status ShareVariableTensor(OpKernelContext* ctx, int index, tensorflow::Tensor* out) {
-  tensorflow::core::RefCountPtr<Var> var;
-  TF_RETURN_IF_ERROR(LookupVariable(ctx, index, tensorflow::DT_INVALID, "value", &var));
+  VarPtr var;
+  TF_RETURN_IF_ERROR(FindVariable(ctx, index, "value", &var));
   tsl::tf_shared_lock lock(*var->mu());
+  TF_RETURN_IF_ERROR(CheckInitialized(ctx, index, var.get(), tensorflow::DT_INVALID, "value"));
   *out = *var->tensor();
   return absl::OkStatus();
 }
 
-OrderedLocks::OrderedLocks(std::vector<tsl::mutex*> mutexes, bool exclusive) {
-  std::sort(mutexes.begin(), mutexes.end());
-  mutexes.erase(std::unique(mutexes.begin(), mutexes.end()), mutexes.end());
-  for (tsl::mutex* mu : mutexes) {
-    if (exclusive) {
-      exclusive_.emplace_back(*mu);
+OrderedLocks::OrderedLocks(std::vector<tsl::mutex*> mutexes, bool exclusive)
+    : mutexes_(std::move(mutexes)), exclusive_(exclusive) {
+  std::sort(mutexes_.begin(), mutexes_.end());
+  mutexes_.erase(std::unique(mutexes_.begin(), mutexes_.end()), mutexes_.end());
+  for (tsl::mutex* mu : mutexes_) {
+    if (exclusive_) {
+      mu->lock();
     } else {
-      shared_.emplace_back(*mu);
+      mu->lock_shared();
+    }
+  }
+}
+
+OrderedLocks::~OrderedLocks() {
+  for (auto it = mutexes_.rbegin(); it != mutexes_.rend(); ++it) {
+    if (exclusive_) {
+      (*it)->unlock();
+    } else {
+      (*it)->unlock_shared();
     }
   }
 }
@@ -172,17 +201,6 @@ absl::Status EnsureCopyOnReadOnGpu(OpKernelContext* ctx, Var* var) {
   return absl::OkStatus();
 }
 
-absl::Status InPlaceTensorOnGpu(OpKernelContext* ctx, int index, bool lock_held,
-                                tensorflow::Tensor* out) {
-  if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) {
-    *out = ctx->mutable_input(index, lock_held);
-    return absl::OkStatus();
-  }
-  tensorflow::core::RefCountPtr<Var> var;
-  TF_RETURN_IF_ERROR(tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, index), &var));
-  *out = *var->tensor();
-  return absl::OkStatus();
-}
 #endif  // SWA_OPS_WITH_CUDA
 
 void SwapVariables(Var* a, Var* b) {

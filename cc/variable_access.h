@@ -15,9 +15,7 @@
 #ifndef SWA_OPS_CC_VARIABLE_ACCESS_H_
 #define SWA_OPS_CC_VARIABLE_ACCESS_H_
 
-#include <algorithm>
-#include <deque>
-#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,21 +32,36 @@ namespace swa_ops {
 // handle, the producing node for a reference variable.
 std::string DescribeVariableInput(tensorflow::OpKernelContext* ctx, int index);
 
-// Checks, without writing anything, that input `index` (a resource handle or a reference) is a
-// live, initialised variable of `dtype`. `role` names the input in messages ("average", ...).
-absl::Status CheckVariableInput(tensorflow::OpKernelContext* ctx, int index,
-                                tensorflow::DataType dtype, const char* role);
+// Checks that every resource input holds exactly one handle (a graph can feed a resource
+// tensor of another size, whose missing handle would otherwise be read): first in every kernel.
+absl::Status CheckHandleInputs(tensorflow::OpKernelContext* ctx);
 
-// Looks up the resource variable at input `index` after checking, with messages that name it:
-// it lives on the op's device, exists, is initialised and (unless `dtype` is DT_INVALID) has
-// `dtype`. `role` names the input in messages ("average", "value", ...).
+// A resource variable, looked up once per op and held (one reference) while the op uses it.
+using VarPtr = tensorflow::core::RefCountPtr<tensorflow::Var>;
+
+// Looks up the resource variable at input `index`, with messages that name it (`role`: "average",
+// "value", ...): it lives on the op's device and exists. Takes no lock: CheckInitialized, under
+// the variable's lock, checks the rest.
+absl::Status FindVariable(tensorflow::OpKernelContext* ctx, int index, const char* role,
+                          VarPtr* var);
+
+// Checks that `var`, the variable at input `index`, is initialised and (unless `dtype` is
+// DT_INVALID) has `dtype`. REQUIRES: var->mu() held, shared or exclusive.
+absl::Status CheckInitialized(tensorflow::OpKernelContext* ctx, int index, tensorflow::Var* var,
+                              tensorflow::DataType dtype, const char* role);
+
+// FindVariable, then CheckInitialized under a shared lock; `*actual` (if given) receives the
+// variable's dtype.
 absl::Status LookupVariable(tensorflow::OpKernelContext* ctx, int index, tensorflow::DataType dtype,
-                            const char* role, tensorflow::core::RefCountPtr<tensorflow::Var>* var);
+                            const char* role, VarPtr* var,
+                            tensorflow::DataType* actual = nullptr);
 
-// The dtype of the variable at input `index` (resource or reference), after checking, for a
-// resource variable, that it exists, is initialised and lives on the op's device.
-absl::Status VariableDtype(tensorflow::OpKernelContext* ctx, int index, const char* role,
-                           tensorflow::DataType* dtype);
+// Checks, without writing anything, that input `index` (a resource handle or a reference) is a
+// live, initialised variable of `dtype` (any dtype if DT_INVALID; a reference has the op's T).
+// `*var` receives the resource variable (null for a reference), `*actual` (if given) its dtype.
+absl::Status CheckVariableInput(tensorflow::OpKernelContext* ctx, int index,
+                                tensorflow::DataType dtype, const char* role, VarPtr* var,
+                                tensorflow::DataType* actual = nullptr);
 
 // The current tensor of the resource variable at input `index` (shared, not copied: for a
 // read-only scan such as AllFinite), after checking it exists and is initialised.
@@ -60,10 +73,13 @@ absl::Status ShareVariableTensor(tensorflow::OpKernelContext* ctx, int index,
 class OrderedLocks {
  public:
   OrderedLocks(std::vector<tsl::mutex*> mutexes, bool exclusive);
+  ~OrderedLocks();
+  OrderedLocks(const OrderedLocks&) = delete;
+  OrderedLocks& operator=(const OrderedLocks&) = delete;
 
  private:
-  std::deque<tsl::mutex_lock> exclusive_;  // deque: no element moves as it grows
-  std::deque<tsl::tf_shared_lock> shared_;
+  std::vector<tsl::mutex*> mutexes_;  // Sorted, distinct, all held.
+  bool exclusive_;
 };
 
 // A copy of `source` in a new buffer on `Device` (specialised per device in variable_access.cc).
@@ -71,20 +87,19 @@ template <typename Device>
 absl::Status CopyToNewBuffer(tensorflow::OpKernelContext* ctx, const tensorflow::Tensor& source,
                              tensorflow::Tensor* out);
 
-// Reads the value input `index`, of any dtype (the caller checks it): a plain tensor, or a
-// resource handle whose variable is read once (a consistent snapshot; copied when the variable
-// is in copy-on-read mode). No lock is held on return, so the caller can lock the variables it
-// updates without nesting locks.
+// Reads the value input `index`, of any dtype (the caller checks it): a plain tensor (`var`
+// null), or the resource variable `var` (FindVariable's), read once after checking it is
+// initialised (a consistent snapshot; copied when the variable is in copy-on-read mode). No lock
+// is held on return, so the caller can lock the variables it updates without nesting locks.
 template <typename Device>
-absl::Status ReadValueInput(tensorflow::OpKernelContext* ctx, int index, tensorflow::Tensor* out) {
-  using tensorflow::Var;
-  if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) {
+absl::Status ReadValueInput(tensorflow::OpKernelContext* ctx, int index, tensorflow::Var* var,
+                            tensorflow::Tensor* out) {
+  if (var == nullptr) {
     *out = ctx->input(index);
     return absl::OkStatus();
   }
-  tensorflow::core::RefCountPtr<Var> var;
-  TF_RETURN_IF_ERROR(LookupVariable(ctx, index, tensorflow::DT_INVALID, "value", &var));
   tsl::tf_shared_lock lock(*var->mu());
+  TF_RETURN_IF_ERROR(CheckInitialized(ctx, index, var, tensorflow::DT_INVALID, "value"));
   if (!var->copy_on_read_mode.load()) {
     *out = *var->tensor();
     return absl::OkStatus();
@@ -92,17 +107,12 @@ absl::Status ReadValueInput(tensorflow::OpKernelContext* ctx, int index, tensorf
   return CopyToNewBuffer<Device>(ctx, *var->tensor(), out);
 }
 
-// How a variable is made safe to update in place (copy-on-read mode: readers copy, so no tensor
-// shares its buffer) and how its tensor is then taken: TensorFlow's helpers on the CPU.
+// How a variable is made safe to update in place: copy-on-read mode (readers copy, so no tensor
+// shares its buffer); a no-op once the variable is in that mode. TensorFlow's helper on the CPU.
 template <typename Device, typename T>
 struct InPlaceAccess {
   static absl::Status Prepare(tensorflow::OpKernelContext* ctx, tensorflow::Var* var) {
     return tensorflow::EnsureSparseVariableAccess<Device, T>(ctx, var);
-  }
-  static absl::Status Get(tensorflow::OpKernelContext* ctx, int index, bool lock_held,
-                          tensorflow::Tensor* out) {
-    return tensorflow::GetInputTensorFromVariable<Device, T>(ctx, index, lock_held,
-                                                             /*sparse=*/true, out);
   }
 };
 
@@ -115,19 +125,10 @@ absl::Status GpuDeviceOf(tensorflow::OpKernelContext* ctx, GpuDevice* out);
 // (TensorFlow's GPU copy functor is not in tensorflow-cpu, which the library is built against).
 absl::Status EnsureCopyOnReadOnGpu(tensorflow::OpKernelContext* ctx, tensorflow::Var* var);
 
-// The tensor of variable input `index` (resource in copy-on-read mode, or reference) to update
-// in place; the caller holds its lock.
-absl::Status InPlaceTensorOnGpu(tensorflow::OpKernelContext* ctx, int index, bool lock_held,
-                                tensorflow::Tensor* out);
-
 template <typename T>
 struct InPlaceAccess<GpuDevice, T> {
   static absl::Status Prepare(tensorflow::OpKernelContext* ctx, tensorflow::Var* var) {
     return EnsureCopyOnReadOnGpu(ctx, var);
-  }
-  static absl::Status Get(tensorflow::OpKernelContext* ctx, int index, bool lock_held,
-                          tensorflow::Tensor* out) {
-    return InPlaceTensorOnGpu(ctx, index, lock_held, out);
   }
 };
 #endif  // SWA_OPS_WITH_CUDA
@@ -138,40 +139,40 @@ struct InPlaceAccess<GpuDevice, T> {
 template <typename Device, typename T>
 class LockedVariables {
  public:
-  LockedVariables(tensorflow::OpKernelContext* ctx, const std::vector<int>& inputs, bool use_locking)
-      : ctx_(ctx), use_locking_(use_locking) {
+  // vars[i]: the variable of input i, looked up and checked (CheckVariableInput), null for a
+  // reference input. `vars` must outlive this object.
+  LockedVariables(tensorflow::OpKernelContext* ctx, const std::vector<VarPtr>& vars,
+                  bool use_locking)
+      : ctx_(ctx), vars_(vars), use_locking_(use_locking) {
     std::vector<tsl::mutex*> mutexes;
-    for (int input : inputs) {
-      if (ctx->input_dtype(input) == tensorflow::DT_RESOURCE) {
-        tensorflow::core::RefCountPtr<tensorflow::Var> var;
-        status_ = tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, input), &var);
-        if (!status_.ok()) return;
-        // Copy-on-read mode: readers copy, so the buffer can be updated in place.
-        status_ = InPlaceAccess<Device, T>::Prepare(ctx, var.get());
+    mutexes.reserve(vars.size());
+    for (int input = 0; input < static_cast<int>(vars.size()); ++input) {
+      if (tensorflow::Var* var = vars[input].get()) {
+        status_ = InPlaceAccess<Device, T>::Prepare(ctx, var);
         if (!status_.ok()) return;
         mutexes.push_back(var->mu());
-        vars_.push_back(std::move(var));
       } else if (use_locking) {
         mutexes.push_back(ctx->input_ref_mutex(input));
       }
     }
-    locks_ = std::make_unique<OrderedLocks>(std::move(mutexes), use_locking);
+    locks_.emplace(std::move(mutexes), use_locking);
   }
 
-  // The status of looking the variables up; check before Get.
+  // The status of preparing the variables; check before Get.
   const absl::Status& status() const { return status_; }
 
-  absl::Status Get(int index, tensorflow::Tensor* out) {
-    return InPlaceAccess<Device, T>::Get(ctx_, index, use_locking_, out);
+  // The tensor of input `index`, to update in place.
+  tensorflow::Tensor Get(int index) const {
+    if (tensorflow::Var* var = vars_[index].get()) return *var->tensor();
+    return ctx_->mutable_input(index, /*lock_held=*/use_locking_);
   }
 
  private:
   tensorflow::OpKernelContext* ctx_;
+  const std::vector<VarPtr>& vars_;
   bool use_locking_;
   absl::Status status_;
-  // Declared before the locks: destroyed after them.
-  std::vector<tensorflow::core::RefCountPtr<tensorflow::Var>> vars_;
-  std::unique_ptr<OrderedLocks> locks_;
+  std::optional<OrderedLocks> locks_;
 };
 
 // Exchanges the values of variables `a` and `b` (their buffers: no copy, no arithmetic, so

@@ -10,9 +10,24 @@ still works, against a float64 NumPy oracle written from SPEC.md:
     debiased:  biased <- biased - (biased - value) * (1 - decay); local_step += 1;
                avg <- biased / (1 - decay ** local_step)
 
-Covered: the raw ops (eager and TF1 graph mode, resource and reference variables) and the
-public API (`SWAMovingAverage`, `assign_moving_average`, `weighted_moving_average`).
+Covered: every raw op (eager code and TF1 graph mode, resource and reference variables; the
+grouped ops, SwapVariablesN, AllFinite and most API cases inside tf.function too) and the public
+API (`SWAMovingAverage`, `assign_moving_average`, `weighted_moving_average`, `swa_ops.keras`).
+A grouped op gets a group of 5 with the bad member in the middle: every other member is checked
+unchanged too. Distinct bad inputs per op or entry point (modes not counted; "x": expected
+failure, a known bug, see its reason):
+
+    SWAAssignN            27 (1x)   SWAAssign                9   SWAMovingAverage(...)      10
+    SWAAssignNVariable    33        SWAAssignVariable       11   SWAMovingAverage.apply     20
+    EMAAssignN            25        SWAAssignRef            11   SWAMovingAverage.swap_w.    1
+    EMAAssignNVariable    32        EMAAssign                7   assign_moving_average      25
+    DebiasedEMAN          33        EMAAssignVariable        8   weighted_moving_average    20
+    DebiasedEMANVariable  40        EMAAssignRef             4   swa_ops.keras.SWA(...)     17
+    SwapVariablesN        17        DebiasedEMA             15   swa_ops.keras.update_bn    12
+    AllFinite              9 (1x)   DebiasedEMAVariable     10
+                                    DebiasedEMARef           6   total                     402
 """
+import collections
 import contextlib
 import math
 import os
@@ -24,8 +39,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tensorflow.python.ops import resource_variable_ops  # noqa: E402
+
 import swa_ops  # noqa: E402
 from swa_ops import _ops  # noqa: E402
+from swa_ops import moving_averages  # noqa: E402
 from swa_ops._ops import library as _library  # noqa: E402
 
 
@@ -115,19 +133,24 @@ class GraphMode:
 
   def __init__(self, sess):
     self.sess = sess
+    self._initialized = set()  # Global variables known to be initialized (refs).
 
   def variable(self, value, name, use_resource=True):
     variable = tf.compat.v1.Variable(value, name=name, use_resource=use_resource)
     self.sess.run(variable.initializer)
+    self._initialized.add(variable.ref())
     return variable
 
   def run(self, build):
     """Builds the update, initializes the variables it created (debias state), runs it."""
     fetch = build()
-    fresh = [v for v in tf.compat.v1.global_variables()
-             if not self.sess.run(tf.compat.v1.is_variable_initialized(v))]
-    if fresh:
-      self.sess.run(tf.compat.v1.variables_initializer(fresh))
+    unknown = [v for v in tf.compat.v1.global_variables() if v.ref() not in self._initialized]
+    if unknown:
+      flags = self.sess.run([tf.compat.v1.is_variable_initialized(v) for v in unknown])
+      fresh = [v for v, initialized in zip(unknown, flags) if not initialized]
+      if fresh:
+        self.sess.run(tf.compat.v1.variables_initializer(fresh))
+      self._initialized.update(v.ref() for v in unknown)
     return self.sess.run(fetch)
 
   def read(self, variable):
@@ -1049,3 +1072,1271 @@ def test_variables_on_different_devices_are_an_error_that_changes_nothing():
                        timeout=120, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")).stdout
   assert "ERROR True" in out, out
   assert "AVERAGE [1.0, 2.0]" in out, out
+
+
+# ============================================================================================
+# The matrix, continued: the grouped ops, SwapVariablesN, AllFinite, and more of the API, each
+# in eager code, inside tf.function and in TF1 graph mode (`any_mode`).
+# ============================================================================================
+
+
+class FunctionMode(EagerMode):
+  """Variables created eagerly; every update traced into a tf.function of its own, run once."""
+  name = "function"
+
+  def run(self, build):
+    def traced():
+      result = build()
+      return result if isinstance(result, tf.Tensor) else None  # Ops can't be returned.
+    return tf.function(traced, autograph=False)()
+
+
+@pytest.fixture(params=["eager", "function", "graph"])
+def any_mode(request):
+  if request.param == "graph":
+    with graph_session() as (_, sess):
+      yield GraphMode(sess)
+  else:
+    yield EagerMode() if request.param == "eager" else FunctionMode()
+
+
+class AtBuild:
+  """The error of an op that cannot even be built (attrs, list lengths, input dtypes): eager
+  execution reports it as InvalidArgumentError, graph building (TF1 graphs and tf.function) as
+  `graph_error` (ValueError or TypeError)."""
+
+  def __init__(self, graph_error):
+    self.graph_error = graph_error
+
+  def resolve(self, mode):
+    return tf.errors.InvalidArgumentError if mode.name == "eager" else self.graph_error
+
+
+def _resolve(error, mode):
+  return error.resolve(mode) if isinstance(error, AtBuild) else error
+
+
+def dynamic(value):
+  """`value` as a Tensor whose shape graph building does not see, so that the kernel's own
+  check, not shape inference, rejects it. Call it inside the update being built."""
+  value = tf.constant(value)
+  if tf.executing_eagerly():
+    return value
+  return tf.compat.v1.placeholder_with_default(value, shape=None)
+
+
+def uninitialized_variable(mode, name, shape=(3,), dtype=tf.float32):
+  """A resource variable that never held a value."""
+  if mode.name == "graph":  # Not a global variable: GraphMode.run initialises those.
+    return tf.compat.v1.Variable(tf.zeros(shape, dtype), name=name, use_resource=True,
+                                 collections=[])
+  return resource_variable_ops.UninitializedVariable(shape=shape, dtype=dtype, name=name)
+
+
+def deleted_variable(mode, name, shape=(3,)):
+  """A float32 resource variable (graph mode) or handle (eager) destroyed after it was set."""
+  if mode.name == "graph":
+    variable = tf.compat.v1.Variable(tf.zeros(shape), name=name, use_resource=True,
+                                     collections=[])
+    mode.sess.run(variable.initializer)
+    mode.sess.run(tf.raw_ops.DestroyResourceOp(resource=variable.handle))
+    return variable
+  return _deleted_handle(name, shape)
+
+
+def _handle(variable):
+  return variable.handle if isinstance(variable, tf.Variable) else variable
+
+
+def not_a_variable(name):
+  """The handle of a resource that is not a variable (a mutex). TensorFlow's own
+  ReadVariableOp reports it as a FailedPreconditionError ('... using the wrong type'): so do
+  the ops."""
+  return tf.raw_ops.MutexV2(shared_name=name)
+
+
+def _replaced(items, index, item):
+  items = list(items)
+  items[index] = item
+  return items
+
+
+# One bad input: `build()` builds (and the mode runs) the op; it raises `error` (a type, or
+# AtBuild) whose message holds every fragment; `after()` checks what else must be unchanged.
+Bad = collections.namedtuple("Bad", ["build", "error", "fragments", "after"], defaults=[None])
+
+# --------------------------------------------------------------------------------------------
+# Grouped ops: SWAAssignN, SWAAssignNVariable, EMAAssignN, EMAAssignNVariable, DebiasedEMAN,
+# DebiasedEMANVariable. A group of GROUP members with the bad one (if one) at MIDDLE; after the
+# failure every member of the group (averages, debias state, values) is unchanged, and a later
+# valid grouped update (both variants) gives the oracle's values for all of them.
+# --------------------------------------------------------------------------------------------
+
+GROUP = 5
+MIDDLE = 2
+GROUP_OPS = {"swa": "SWAAssignN", "ema": "EMAAssignN", "debiased": "DebiasedEMAN"}
+_GROUP_RAW = {"swa": "swa_assign_n", "ema": "ema_assign_n", "debiased": "debiased_eman"}
+VARIANTS = ("tensor", "variable")
+
+
+def _member_value(i, dtype=np.float32):
+  return (VALUE + i).astype(dtype)
+
+
+class Group:
+  """GROUP States of one kind and their GROUP value Variables (member i's value: VALUE + i),
+  updated by one grouped raw op: <Op>N (values as Tensors) or <Op>NVariable (as Variables)."""
+
+  def __init__(self, mode, kind, prefix, dtype=np.float32):
+    self.mode, self.kind, self.prefix, self.dtype = mode, kind, prefix, dtype
+    self.members = [State(mode, kind, "%s%d" % (prefix, i), dtype) for i in range(GROUP)]
+    self.values = [mode.variable(_member_value(i, dtype), "%s%d_value" % (prefix, i))
+                   for i in range(GROUP)]
+
+  def name(self, i, role="average"):
+    return "'%s%d_%s" % (self.prefix, i, role)
+
+  def lists(self):
+    """The state handle lists: [averages] or [averages, biased, local_steps]."""
+    return [[m.state[j].handle for m in self.members] for j in range(len(self.members[0].state))]
+
+  def replaced(self, role, index, variable):
+    """lists() with the `role` list's element `index` replaced by `variable`'s handle."""
+    lists = self.lists()
+    j = ["average", "biased", "local_step"].index(role)
+    lists[j] = _replaced(lists[j], index, _handle(variable))
+    return lists
+
+  def value_inputs(self, variant):
+    if variant == "variable":
+      return [v.handle for v in self.values]
+    return [tf.constant(_member_value(i, self.dtype)) for i in range(GROUP)]
+
+  def scalar(self):
+    return self.members[0].scalar()
+
+  def build(self, variant, lists=None, values=None, scalar=None, **attrs):
+    op = getattr(library, _GROUP_RAW[self.kind] + ("_variable" if variant == "variable" else ""))
+    if variant == "variable":
+      attrs.setdefault("T", tf.as_dtype(self.dtype))
+    return op(*(self.lists() if lists is None else lists),
+              self.value_inputs(variant) if values is None else values,
+              self.scalar() if scalar is None else scalar, **attrs)
+
+  def assert_unchanged(self):
+    for member in self.members:
+      member.assert_unchanged()
+    for i, value in enumerate(self.values):
+      np.testing.assert_array_equal(self.mode.read(value), _member_value(i, self.dtype))
+
+  def valid_update(self):
+    for variant in VARIANTS:
+      self.mode.run(lambda: self.build(variant))  # pylint: disable=cell-var-from-loop
+      for i, member in enumerate(self.members):
+        member.advance_oracle(_member_value(i, np.float64))
+        member.assert_matches_oracle()
+
+
+def _unchanged(mode, variable, expected):
+  return lambda: np.testing.assert_array_equal(mode.read(variable), expected)
+
+
+GROUPED_CASES = {}  # case id -> (kinds, variants, make(group, variant) -> Bad)
+
+
+def grouped_case(case, kinds=tuple(KINDS), variants=VARIANTS):
+  def register(make):
+    assert case not in GROUPED_CASES
+    GROUPED_CASES[case] = (kinds, variants, make)
+    return make
+  return register
+
+
+def _wrong_member(role, shape, dtype, error, *fragments):
+  """A case whose `role` variable at MIDDLE has another shape or dtype (INITIAL-like values)."""
+  def make(g, variant):
+    bad = g.mode.variable(np.ones(shape, dtype), g.prefix + "_bad")
+    return Bad(lambda: g.build(variant, g.replaced(role, MIDDLE, bad)), error,
+               ["'%s_bad" % g.prefix, role] + list(fragments),
+               _unchanged(g.mode, bad, np.ones(shape, dtype)))
+  return make
+
+
+grouped_case("average-float64")(_wrong_member(
+    "average", (3,), np.float64, tf.errors.InvalidArgumentError, "dtype double", "expects float"))
+grouped_case("average-float16")(_wrong_member(
+    "average", (3,), np.float16, tf.errors.InvalidArgumentError, "dtype half", "expects float"))
+grouped_case("average-int32")(_wrong_member(
+    "average", (3,), np.int32, tf.errors.InvalidArgumentError, "dtype int32"))
+grouped_case("average-shape")(_wrong_member(
+    "average", (4,), np.float32, tf.errors.InvalidArgumentError, "shape [4]", "shape [3]"))
+grouped_case("average-scalar")(_wrong_member(
+    "average", (), np.float32, tf.errors.InvalidArgumentError, "shape []", "shape [3]"))
+grouped_case("biased-shape", kinds=("debiased",))(_wrong_member(
+    "biased", (2,), np.float32, tf.errors.InvalidArgumentError, "shape [2]", "shape [3]"))
+grouped_case("local_step-shape", kinds=("debiased",))(_wrong_member(
+    "local_step", (1,), np.float32, tf.errors.InvalidArgumentError, "shape [1]", "scalar"))
+grouped_case("local_step-float64", kinds=("debiased",))(_wrong_member(
+    "local_step", (), np.float64, tf.errors.InvalidArgumentError, "dtype double"))
+
+
+@grouped_case("first-average-int32")
+def _(g, variant):
+  """The first average sets the dtype of every variable updated: an int32 one is refused as
+  not a float."""
+  bad = g.mode.variable(np.ones(3, np.int32), g.prefix + "_bad")
+  return Bad(lambda: g.build(variant, g.replaced("average", 0, bad)),
+             tf.errors.InvalidArgumentError,
+             ["'%s_bad" % g.prefix, "int32", "float16, bfloat16, float32 or float64"],
+             _unchanged(g.mode, bad, np.ones(3, np.int32)))
+
+
+@grouped_case("value-wider-than-average")
+def _(g, variant):
+  """float16 averages (debias state too), float32 values: an average is its value's dtype or
+  wider, never narrower."""
+  narrow = Group(g.mode, g.kind, g.prefix + "h", np.float16)
+  attrs = {"T": tf.float32} if variant == "variable" else {}
+
+  def after():
+    narrow.assert_unchanged()
+    narrow.valid_update()
+  return Bad(lambda: narrow.build(variant, values=g.value_inputs(variant), **attrs),
+             tf.errors.InvalidArgumentError,
+             [narrow.name(0), "dtype half", "dtype float", "wider float"], after)
+
+
+@grouped_case("value-shape")
+def _(g, variant):
+  if variant == "variable":
+    bad = g.mode.variable(np.ones(2, np.float32), g.prefix + "_bad_value")
+    values = lambda: _replaced(g.value_inputs(variant), MIDDLE, bad.handle)  # noqa: E731
+  else:
+    values = lambda: _replaced(g.value_inputs(variant), MIDDLE, tf.ones([2]))  # noqa: E731
+  return Bad(lambda: g.build(variant, values=values()), tf.errors.InvalidArgumentError,
+             [g.name(MIDDLE), "shape [3]", "value has shape [2]"])
+
+
+@grouped_case("value-float64", variants=("variable",))
+def _(g, variant):
+  bad = g.mode.variable(VALUE.astype(np.float64), g.prefix + "_bad_value")
+  return Bad(lambda: g.build(variant, values=_replaced(g.value_inputs(variant), MIDDLE,
+                                                       bad.handle)),
+             tf.errors.InvalidArgumentError,
+             ["value variable '%s_bad_value" % g.prefix, "dtype double", "expects float"],
+             _unchanged(g.mode, bad, VALUE))
+
+
+@grouped_case("value-float64-tensor", variants=("tensor",))
+def _(g, variant):
+  return Bad(lambda: g.build(variant, values=_replaced(g.value_inputs(variant), MIDDLE,
+                                                       tf.constant(VALUE, tf.float64))),
+             AtBuild(TypeError), [re.compile("float64|double")])
+
+
+def _missing(role, how):
+  """A case whose `role` variable at MIDDLE is uninitialised, deleted or not a variable."""
+  def make(g, variant):
+    name = "%s_%s_%s" % (g.prefix, role, how)
+    shape = () if role == "local_step" else (3,)
+    if how == "uninitialized":
+      bad = uninitialized_variable(g.mode, name, shape)
+      error, fragments = tf.errors.FailedPreconditionError, ["uninitialized"]
+    elif how == "deleted":
+      bad = deleted_variable(g.mode, name, shape)
+      error, fragments = DELETED_ERRORS, ["does not exist"]
+    else:
+      bad = not_a_variable(name)
+      error, fragments = tf.errors.FailedPreconditionError, ["wrong type"]
+    if role == "value":
+      build = lambda: g.build(variant, values=_replaced(g.value_inputs(variant), MIDDLE,  # noqa
+                                                        _handle(bad)))
+    else:
+      build = lambda: g.build(variant, g.replaced(role, MIDDLE, bad))  # noqa: E731
+    return Bad(build, error, ["%s variable '%s" % (role, name)] + fragments)
+  return make
+
+
+for _how in ("uninitialized", "deleted", "not-a-variable"):
+  grouped_case("average-" + _how)(_missing("average", _how))
+  grouped_case("value-" + _how, variants=("variable",))(_missing("value", _how))
+grouped_case("biased-uninitialized", kinds=("debiased",))(_missing("biased", "uninitialized"))
+grouped_case("local_step-deleted", kinds=("debiased",))(_missing("local_step", "deleted"))
+
+
+@grouped_case("average-twice")
+def _(g, variant):
+  lists = g.lists()
+  lists[0][3] = lists[0][1]
+  return Bad(lambda: g.build(variant, lists), tf.errors.InvalidArgumentError,
+             [g.name(1), "appears twice", "average 1", "average 3"])
+
+
+@grouped_case("biased-is-its-average", kinds=("debiased",))
+def _(g, variant):
+  return Bad(lambda: g.build(variant, g.replaced("biased", MIDDLE, g.members[MIDDLE].average)),
+             tf.errors.InvalidArgumentError, [g.name(MIDDLE), "appears twice", "biased 2"])
+
+
+@grouped_case("local_step-twice", kinds=("debiased",))
+def _(g, variant):
+  return Bad(lambda: g.build(variant, g.replaced("local_step", 3, g.members[1].local_step)),
+             tf.errors.InvalidArgumentError,
+             [g.name(1, "local_step"), "appears twice", "local_step 1", "local_step 3"])
+
+
+@grouped_case("value-is-its-own-average", variants=("variable",))
+def _(g, variant):
+  values = _replaced(g.value_inputs(variant), MIDDLE, g.members[MIDDLE].average.handle)
+  return Bad(lambda: g.build(variant, values=values), tf.errors.InvalidArgumentError,
+             [g.name(MIDDLE), "own average"])
+
+
+@grouped_case("value-is-another-members-average", variants=("variable",))
+def _(g, variant):
+  values = _replaced(g.value_inputs(variant), MIDDLE, g.members[4].average.handle)
+  return Bad(lambda: g.build(variant, values=values), tf.errors.InvalidArgumentError,
+             [g.name(4), "own average"])
+
+
+@grouped_case("average-is-a-tensor")
+def _(g, variant):
+  return Bad(lambda: g.build(variant, g.replaced("average", MIDDLE, tf.constant(INITIAL,
+                                                                               tf.float32))),
+             AtBuild(TypeError), ["resource"])
+
+
+@grouped_case("values-are-tensors", variants=("variable",))
+def _(g, variant):
+  return Bad(lambda: g.build(variant, values=g.value_inputs("tensor")), AtBuild(TypeError),
+             ["resource"])
+
+
+@grouped_case("T-int32", variants=("variable",))
+def _(g, variant):
+  return Bad(lambda: g.build(variant, T=tf.int32), AtBuild(TypeError), ["int32"])
+
+
+@grouped_case("empty-lists")
+def _(g, variant):
+  return Bad(lambda: g.build(variant, [[] for _ in g.lists()], []), AtBuild(ValueError),
+             ["minimum"])
+
+
+@grouped_case("lists-of-different-lengths")
+def _(g, variant):
+  return Bad(lambda: g.build(variant, values=g.value_inputs(variant)[:GROUP - 1]),
+             AtBuild(ValueError), ["match"])
+
+
+@grouped_case("apply_if-non-scalar")
+def _(g, variant):
+  return Bad(lambda: g.build(variant, apply_if=[tf.constant([True, True])]),
+             tf.errors.InvalidArgumentError, ["apply_if must be a scalar", "shape [2]"])
+
+
+@grouped_case("apply_if-not-bool")
+def _(g, variant):
+  return Bad(lambda: g.build(variant, apply_if=[tf.constant(1)]), AtBuild(TypeError), ["bool"])
+
+
+def _bad_scalar(value, error, *fragments, **attrs):
+  """A case with a bad step (swa) or decay (ema, debiased), fed so that the kernel sees it."""
+  def make(g, variant):
+    scalar = (lambda: dynamic(value)) if error is tf.errors.InvalidArgumentError else (
+        lambda: tf.constant(value))
+    return Bad(lambda: g.build(variant, scalar=scalar(), **attrs), error, list(fragments))
+  return make
+
+
+for _id, _step, _fragment in [("non-scalar", np.array([1, 2], np.int64), "scalar"),
+                              ("negative-int", np.int64(-1), ">= 0"),
+                              ("negative-float", np.float32(-0.5), ">= 0"),
+                              ("nan", np.float64(np.nan), "nan"),
+                              ("inf", np.float32(np.inf), "inf")]:
+  grouped_case("step-" + _id, kinds=("swa",))(
+      _bad_scalar(_step, tf.errors.InvalidArgumentError, STEP, _fragment))
+grouped_case("step-fractional-with-start", kinds=("swa",))(
+    _bad_scalar(np.float32(1.5), tf.errors.InvalidArgumentError, STEP, "whole number", start=1))
+grouped_case("step-string", kinds=("swa",))(_bad_scalar("1", AtBuild(TypeError), "string"))
+for _id, _decay in [("1.5", 1.5), ("-0.1", -0.1), ("nan", np.nan), ("inf", np.inf)]:
+  grouped_case("decay-" + _id, kinds=("ema", "debiased"))(
+      _bad_scalar(np.float32(_decay), tf.errors.InvalidArgumentError, "decay", "[0, 1]"))
+grouped_case("decay-non-scalar", kinds=("ema", "debiased"))(
+    _bad_scalar(np.float32([0.5]), tf.errors.InvalidArgumentError, "decay", "scalar"))
+grouped_case("decay-int32", kinds=("ema", "debiased"))(
+    _bad_scalar(np.int32(0), AtBuild(TypeError), "int32"))
+grouped_case("decay-1-debiased", kinds=("debiased",))(
+    _bad_scalar(np.float32(1.0), tf.errors.InvalidArgumentError, "decay < 1"))
+
+
+def _grouped_params():
+  for case, (kinds, variants, _) in GROUPED_CASES.items():
+    for kind in kinds:
+      for variant in variants:
+        op = GROUP_OPS[kind] + ("Variable" if variant == "variable" else "")
+        yield pytest.param(kind, variant, case, id="%s-%s" % (op, case))
+
+
+@pytest.mark.parametrize("kind,variant,case", list(_grouped_params()))
+def test_grouped_op_bad_input(any_mode, kind, variant, case):
+  g = Group(any_mode, kind, "g")
+  bad = GROUPED_CASES[case][2](g, variant)
+  with expect_error(_resolve(bad.error, any_mode), *bad.fragments):
+    any_mode.run(bad.build)
+  g.assert_unchanged()
+  if bad.after is not None:
+    bad.after()
+  g.valid_update()
+
+
+# --------------------------------------------------------------------------------------------
+# SwapVariablesN: nothing is swapped, and a later valid swap exchanges every pair.
+# --------------------------------------------------------------------------------------------
+
+
+class Pairs:
+  """GROUP (first, second) pairs of float32 variables: first[i] = INITIAL + i, second[i] =
+  VALUE + i."""
+
+  def __init__(self, mode, prefix="s"):
+    self.mode, self.prefix = mode, prefix
+    self.first = [mode.variable((INITIAL + i).astype(np.float32), "%s_first%d" % (prefix, i))
+                  for i in range(GROUP)]
+    self.second = [mode.variable(_member_value(i), "%s_second%d" % (prefix, i))
+                   for i in range(GROUP)]
+
+  def build(self, first=None, second=None, T=tf.float32):
+    return library.swap_variables_n(
+        [v.handle for v in self.first] if first is None else first,
+        [v.handle for v in self.second] if second is None else second, T=T)
+
+  def assert_holds(self, first, second):
+    for i in range(GROUP):
+      np.testing.assert_array_equal(self.mode.read(self.first[i]), (first + i).astype(np.float32))
+      np.testing.assert_array_equal(self.mode.read(self.second[i]),
+                                    (second + i).astype(np.float32))
+
+  def valid_swap(self):
+    self.mode.run(self.build)
+    self.assert_holds(VALUE, INITIAL)
+    self.mode.run(self.build)
+    self.assert_holds(INITIAL, VALUE)
+
+
+SWAP_CASES = {}
+
+
+def swap_case(case):
+  def register(make):
+    SWAP_CASES[case] = make
+    return make
+  return register
+
+
+def _second_replaced(p, variable):
+  return _replaced([v.handle for v in p.second], MIDDLE, _handle(variable))
+
+
+@swap_case("shape")
+def _(p):
+  bad = p.mode.variable(np.ones(4, np.float32), "s_bad")
+  return Bad(lambda: p.build(second=_second_replaced(p, bad)), tf.errors.InvalidArgumentError,
+             ["'s_first2", "'s_bad", "shape [4]", "different shapes"],
+             _unchanged(p.mode, bad, np.ones(4)))
+
+
+@swap_case("second-float64")
+def _(p):
+  bad = p.mode.variable(np.ones(3, np.float64), "s_bad")
+  return Bad(lambda: p.build(second=_second_replaced(p, bad)), tf.errors.InvalidArgumentError,
+             ["second variable 's_bad", "dtype double", "expects float"],
+             _unchanged(p.mode, bad, np.ones(3)))
+
+
+@swap_case("first-float16")
+def _(p):
+  bad = p.mode.variable(np.ones(3, np.float16), "s_bad")
+  first = _replaced([v.handle for v in p.first], MIDDLE, bad.handle)
+  return Bad(lambda: p.build(first=first), tf.errors.InvalidArgumentError,
+             ["first variable 's_bad", "dtype half", "expects float"],
+             _unchanged(p.mode, bad, np.ones(3)))
+
+
+@swap_case("second-int32")
+def _(p):
+  bad = p.mode.variable(np.ones(3, np.int32), "s_bad")
+  return Bad(lambda: p.build(second=_second_replaced(p, bad)), tf.errors.InvalidArgumentError,
+             ["second variable 's_bad", "dtype int32", "expects float"],
+             _unchanged(p.mode, bad, np.ones(3)))
+
+
+@swap_case("T-float64")
+def _(p):
+  return Bad(lambda: p.build(T=tf.float64), tf.errors.InvalidArgumentError,
+             ["first variable 's_first0", "dtype float", "expects double"])
+
+
+@swap_case("variable-in-two-pairs")
+def _(p):
+  return Bad(lambda: p.build(second=_second_replaced(p, p.first[4])),
+             tf.errors.InvalidArgumentError, ["'s_first4", "appears twice"])
+
+
+@swap_case("variable-swapped-with-itself")
+def _(p):
+  return Bad(lambda: p.build(second=_second_replaced(p, p.first[MIDDLE])),
+             tf.errors.InvalidArgumentError, ["'s_first2", "appears twice"])
+
+
+@swap_case("first-uninitialized")
+def _(p):
+  bad = uninitialized_variable(p.mode, "s_uninit")
+  first = _replaced([v.handle for v in p.first], MIDDLE, bad.handle)
+  return Bad(lambda: p.build(first=first), tf.errors.FailedPreconditionError,
+             ["first variable 's_uninit", "uninitialized"])
+
+
+@swap_case("second-uninitialized")
+def _(p):
+  bad = uninitialized_variable(p.mode, "s_uninit")
+  return Bad(lambda: p.build(second=_second_replaced(p, bad)), tf.errors.FailedPreconditionError,
+             ["second variable 's_uninit", "uninitialized"])
+
+
+@swap_case("first-deleted")
+def _(p):
+  bad = deleted_variable(p.mode, "s_deleted")
+  first = _replaced([v.handle for v in p.first], MIDDLE, _handle(bad))
+  return Bad(lambda: p.build(first=first), DELETED_ERRORS,
+             ["first variable 's_deleted", "does not exist"])
+
+
+@swap_case("second-deleted")
+def _(p):
+  bad = deleted_variable(p.mode, "s_deleted")
+  return Bad(lambda: p.build(second=_second_replaced(p, bad)), DELETED_ERRORS,
+             ["second variable 's_deleted", "does not exist"])
+
+
+@swap_case("second-not-a-variable")
+def _(p):
+  bad = not_a_variable("s_mutex")
+  return Bad(lambda: p.build(second=_second_replaced(p, bad)), tf.errors.FailedPreconditionError,
+             ["second variable 's_mutex", "wrong type"])
+
+
+@swap_case("second-is-a-tensor")
+def _(p):
+  return Bad(lambda: p.build(second=_second_replaced(p, tf.constant(VALUE, tf.float32))),
+             AtBuild(TypeError), ["resource"])
+
+
+@swap_case("T-int32")
+def _(p):
+  return Bad(lambda: p.build(T=tf.int32), AtBuild(TypeError), ["int32"])
+
+
+@swap_case("empty-lists")
+def _(p):
+  return Bad(lambda: p.build([], []), AtBuild(ValueError), ["minimum"])
+
+
+@swap_case("lists-of-different-lengths")
+def _(p):
+  return Bad(lambda: p.build(second=[v.handle for v in p.second[:GROUP - 1]]),
+             AtBuild(ValueError), ["match"])
+
+
+@pytest.mark.parametrize("case", list(SWAP_CASES))
+def test_swap_variables_bad_input(any_mode, case):
+  p = Pairs(any_mode)
+  bad = SWAP_CASES[case](p)
+  with expect_error(_resolve(bad.error, any_mode), *bad.fragments):
+    any_mode.run(bad.build)
+  p.assert_holds(INITIAL, VALUE)  # Nothing swapped.
+  if bad.after is not None:
+    bad.after()
+  p.valid_swap()
+
+
+# --------------------------------------------------------------------------------------------
+# AllFinite: the values it reads are unchanged, and later valid checks answer right.
+# --------------------------------------------------------------------------------------------
+
+
+def _all_finite_cases(mode):
+  good = mode.variable(VALUE.astype(np.float32), "af_good")
+  uninit = uninitialized_variable(mode, "af_uninit")
+  deleted = deleted_variable(mode, "af_deleted")
+  int_variable = mode.variable(np.array([1, 2, 3], np.int32), "af_int")
+  af = library.all_finite
+  return good, {
+      "uninitialized-variable": Bad(lambda: af([good.handle, uninit.handle]),
+                                    tf.errors.FailedPreconditionError,
+                                    ["variable 'af_uninit", "uninitialized"]),
+      "deleted-variable": Bad(lambda: af([good.handle, _handle(deleted)]), DELETED_ERRORS,
+                              ["variable 'af_deleted", "does not exist"]),
+      "not-a-variable": Bad(lambda: af([good.handle, not_a_variable("af_mutex")]),
+                            tf.errors.FailedPreconditionError, ["'af_mutex", "wrong type"]),
+      "int32-variable": Bad(lambda: af([good.handle, int_variable.handle]),
+                            tf.errors.InvalidArgumentError,
+                            ["variable 'af_int", "int32", "expected a float dtype"],
+                            _unchanged(mode, int_variable, [1, 2, 3])),
+      "int32-tensor": Bad(lambda: af([good.handle, tf.constant([1, 2])]), AtBuild(TypeError),
+                          ["int32"]),
+      "bool-tensor": Bad(lambda: af([tf.constant([True])]), AtBuild(TypeError), ["bool"]),
+      "empty-list": Bad(lambda: af([]), AtBuild(ValueError), ["minimum"]),
+  }
+
+
+ALL_FINITE_CASES = ["uninitialized-variable", "deleted-variable", "not-a-variable",
+                    "int32-variable", "int32-tensor", "bool-tensor", "empty-list"]
+
+
+@pytest.mark.parametrize("case", ALL_FINITE_CASES)
+def test_all_finite_bad_input(any_mode, case):
+  good, cases = _all_finite_cases(any_mode)
+  bad = cases[case]
+  with expect_error(_resolve(bad.error, any_mode), *bad.fragments):
+    any_mode.run(bad.build)
+  np.testing.assert_array_equal(any_mode.read(good), VALUE.astype(np.float32))
+  if bad.after is not None:
+    bad.after()
+  assert any_mode.run(lambda: library.all_finite([good.handle, tf.constant([1.0, 2.0])]))
+  assert not any_mode.run(lambda: library.all_finite([good.handle, tf.constant([np.inf])]))
+
+
+def test_all_finite_checks_every_input_even_after_a_non_finite_one(any_mode):
+  deleted = deleted_variable(any_mode, "af_late_deleted")
+  with expect_error(DELETED_ERRORS, "variable 'af_late_deleted", "does not exist"):
+    any_mode.run(lambda: library.all_finite([tf.constant([np.nan]), _handle(deleted)]))
+
+
+# --------------------------------------------------------------------------------------------
+# SWAMovingAverage: constructor arguments, average_dtype, swap_weights, and apply() over lists
+# with one bad element among good ones (grouped=True: nothing is updated).
+# --------------------------------------------------------------------------------------------
+
+CONSTRUCTOR_CASES = [
+    pytest.param(dict(average_dtype=tf.int32), swa_ops.DtypeError,
+                 ["average_dtype", "int32"], id="average_dtype-int32"),
+    pytest.param(dict(average_dtype="floaty"), TypeError, ["floaty"], id="average_dtype-bogus"),
+    pytest.param(dict(start=-1), swa_ops.ArgumentError, ["start", "-1"], id="start-negative"),
+    pytest.param(dict(start=1.5), swa_ops.ArgumentError, ["start", "1.5"], id="start-float"),
+    pytest.param(dict(period=0), swa_ops.ArgumentError, ["period", "0"], id="period-0"),
+    pytest.param(dict(zero_debias=True, start=2), swa_ops.ArgumentError, ["zero_debias"],
+                 id="zero_debias-with-start"),
+    pytest.param(dict(num_updates="7"), swa_ops.DtypeError, ["num_updates", "'7'"],
+                 id="num_updates-string"),
+    pytest.param(dict(num_updates=None), swa_ops.DtypeError, ["num_updates", "None"],
+                 id="num_updates-None"),
+    pytest.param(dict(num_updates=np.bool_(True)), swa_ops.DtypeError, ["num_updates"],
+                 id="num_updates-bool"),
+    pytest.param(dict(num_updates=1 + 2j), swa_ops.DtypeError, ["num_updates"],
+                 id="num_updates-complex"),
+]
+
+
+@pytest.mark.parametrize("kwargs,error,fragments", CONSTRUCTOR_CASES)
+def test_averager_constructor_bad_argument(kwargs, error, fragments):
+  with expect_error(error, *fragments):
+    swa_ops.SWAMovingAverage(**dict(dict(num_updates=0), **kwargs))
+  var = tf.Variable(VALUE.astype(np.float32), name="ctor_var")
+  swa = swa_ops.SWAMovingAverage(tf.constant(1, tf.int64))  # A valid one works.
+  swa.apply([var])
+  np.testing.assert_array_equal(swa.average(var).numpy(), VALUE.astype(np.float32))
+
+
+def _good_variables(mode, dtype, prefix, count=4):
+  return [mode.variable((VALUE + i).astype(dtype), "%s_good%d" % (prefix, i))
+          for i in range(count)]
+
+
+def _apply(mode, swa, var_list):
+  """Runs swa.apply(var_list) in `mode`, initialising the shadows it creates (graph mode)."""
+  return mode.run(lambda: swa.apply(var_list))
+
+
+def _check_apply_recovers(mode, swa, good, dtype):
+  """Nothing was created for a rejected apply(); a valid one creates and updates the shadows
+  (n = 0: each becomes its variable's value)."""
+  assert all(swa.average(v) is None for v in good)
+  _apply(mode, swa, good)
+  for i, v in enumerate(good):
+    np.testing.assert_array_equal(mode.read(swa.average(v)), (VALUE + i).astype(dtype))
+
+
+@pytest.mark.parametrize("average_dtype,good_dtype,bad_dtype", [
+    pytest.param(tf.float16, np.float16, np.float32, id="narrower-than-the-variable"),
+    pytest.param(tf.bfloat16, tf.bfloat16.as_numpy_dtype, np.float16,
+                 id="bfloat16-average-of-float16"),
+    pytest.param(tf.float32, np.float32, np.float64, id="float32-average-of-float64"),
+])
+def test_apply_average_dtype_that_cannot_hold_a_variable(any_mode, average_dtype, good_dtype,
+                                                         bad_dtype):
+  """average_dtype must be the variable's dtype or a wider float: one variable it cannot hold,
+  among good ones, is a DtypeError naming it, and no shadow is created."""
+  good = _good_variables(any_mode, good_dtype, "adt")
+  bad = any_mode.variable(VALUE.astype(bad_dtype), "adt_bad")
+  swa = swa_ops.SWAMovingAverage(0, average_dtype=average_dtype)
+  with expect_error(swa_ops.DtypeError, "adt_bad", tf.as_dtype(bad_dtype).name,
+                    "average_dtype " + average_dtype.name):
+    _apply(any_mode, swa, good[:2] + [bad] + good[2:])
+  assert swa.average(bad) is None
+  _check_apply_recovers(any_mode, swa, good, good_dtype)
+
+
+def test_apply_average_dtype_with_a_reference_variable():
+  with graph_session() as (_, sess):
+    mode = GraphMode(sess)
+    good = [mode.variable(np.ones(3, np.float16), "ref_adt_good%d" % i) for i in range(2)]
+    bad = mode.variable(np.ones(3, np.float16), "ref_adt_bad", use_resource=False)
+    swa = swa_ops.SWAMovingAverage(0, average_dtype=tf.float32)
+    with expect_error(swa_ops.ArgumentError, "ref_adt_bad", "reference variable",
+                      "average_dtype"):
+      swa.apply(good + [bad])
+    assert swa.average(bad) is None
+    mode.run(lambda: swa.apply(good))
+    np.testing.assert_array_equal(sess.run(swa.average(good[0])), np.ones(3, np.float32))
+
+
+def test_swap_weights_with_a_wider_average_swaps_nothing(any_mode):
+  """swap_weights over float32 variables and one float16 variable with a float32 average:
+  DtypeError naming the float16 one, and no variable or average exchanged."""
+  good = _good_variables(any_mode, np.float32, "swd")
+  narrow = any_mode.variable(VALUE.astype(np.float16), "swd_narrow")
+  swa = swa_ops.SWAMovingAverage(0, average_dtype=tf.float32)
+  var_list = good[:2] + [narrow] + good[2:]
+  _apply(any_mode, swa, var_list)
+  for v in var_list:  # Averages that differ from the variables, to see any swap.
+    any_mode.run(lambda v=v: swa.average(v).assign(tf.fill([3], -9.0)))
+  with expect_error(swa_ops.DtypeError, "swd_narrow", "float16", "float32", "average_dtype"):
+    any_mode.run(lambda: swa.swap_weights(var_list))
+  for i, v in enumerate(good):
+    np.testing.assert_array_equal(any_mode.read(v), (VALUE + i).astype(np.float32))
+  for v in var_list:
+    np.testing.assert_array_equal(any_mode.read(swa.average(v)), np.full(3, -9.0))
+  any_mode.run(lambda: swa.swap_weights(good))  # The same-dtype ones swap.
+  for i, v in enumerate(good):
+    np.testing.assert_array_equal(any_mode.read(v), np.full(3, -9.0))
+    np.testing.assert_array_equal(any_mode.read(swa.average(v)), (VALUE + i).astype(np.float32))
+
+
+def _bad_element(mode, case):
+  """A bad element for apply()'s var_list, the error and the message fragments."""
+  if case == "int32-variable":
+    return (mode.variable(np.array([1, 2, 3], np.int32), "apl_int"), swa_ops.DtypeError,
+            ["apl_int", "int32"])
+  if case == "None":
+    return None, swa_ops.DtypeError, ["None", "neither a Variable nor a Tensor"]
+  if case == "string":
+    return "apl_str", swa_ops.DtypeError, ["'apl_str'", "neither a Variable nor a Tensor"]
+  if case == "numpy-array":
+    return np.ones(3, np.float32), swa_ops.DtypeError, ["array", "neither a Variable"]
+  if case == "int32-tensor":
+    return (lambda: tf.constant([1, 2, 3], name="apl_int_tensor"), swa_ops.DtypeError,
+            ["int32"])
+  if case == "eager-tensor":
+    return tf.constant(VALUE), swa_ops.ArgumentError, ["eager", "cannot be averaged"]
+  raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["int32-variable", "None", "string", "numpy-array",
+                                  "int32-tensor", "eager-tensor", "same-variable-twice"])
+def test_apply_with_one_bad_element_creates_and_updates_nothing(any_mode, case):
+  if case == "eager-tensor" and any_mode.name != "eager":
+    pytest.skip("a Tensor in graph code or tf.function can be averaged")
+  if case == "int32-tensor" and any_mode.name == "eager":
+    pytest.skip("eager Tensors are refused before their dtype is looked at (eager-tensor)")
+  good = _good_variables(any_mode, np.float32, "apl")
+  swa = swa_ops.SWAMovingAverage(0, grouped=True)
+  if case == "same-variable-twice":
+    bad, error, fragments = good[1], swa_ops.ArgumentError, ["apl_good1", "appears twice"]
+  else:
+    bad, error, fragments = _bad_element(any_mode, case)
+  with expect_error(error, *fragments):
+    any_mode.run(lambda: swa.apply(good[:2] + [bad() if callable(bad) else bad] + good[2:]))
+  _check_apply_recovers(any_mode, swa, good, np.float32)
+
+
+@pytest.mark.parametrize("case", ["shape-changed", "num_updates-nan"])
+def test_grouped_apply_failing_at_run_time_updates_nothing(any_mode, case):
+  """The shadows exist; one variable's shape changed since its shadow was created (a variable
+  with shape=None), or the step went bad: the grouped op updates no shadow; after the cause is
+  gone, a later apply() updates them all."""
+  if case == "shape-changed" and any_mode.name == "graph":
+    pytest.skip("graph-mode variables keep their shape")
+  step = any_mode.variable(np.float64(0), "rt_step")
+  good = _good_variables(any_mode, np.float32, "rt")
+  odd = (tf.Variable(np.full(3, 7.0, np.float32), name="rt_odd", shape=tf.TensorShape(None))
+         if case == "shape-changed" else any_mode.variable(np.full(3, 7.0, np.float32), "rt_odd"))
+  var_list = good[:2] + [odd] + good[2:]
+  swa = swa_ops.SWAMovingAverage(step, grouped=True)
+  if any_mode.name == "graph":
+    update = swa.apply(var_list)
+    any_mode.sess.run([swa.average(v).initializer for v in var_list])
+    apply = lambda: update  # noqa: E731
+  else:
+    apply = lambda: swa.apply(var_list)  # noqa: E731
+    if any_mode.name == "function":
+      function = tf.function(lambda: (swa.apply(var_list), None)[1], autograph=False)
+      apply = lambda: function()  # noqa: E731
+      any_mode = EagerMode()  # The tf.function is built once, here.
+  any_mode.run(apply)  # n = 0: every shadow becomes its variable's value.
+  oracles = [Oracle(any_mode.read(v)) for v in var_list]
+  any_mode.run(lambda: step.assign(1.0))
+  for i, v in enumerate(good):
+    any_mode.run(lambda v=v, i=i: v.assign((VALUE2 + i).astype(np.float32)))
+  if case == "shape-changed":
+    odd.assign(np.ones(4, np.float32))
+    error, fragments = tf.errors.InvalidArgumentError, ["'rt_odd/SWAMovingAverage", "shape [3]",
+                                                        "shape [4]"]
+  else:
+    any_mode.run(lambda: step.assign(np.nan))
+    error, fragments = tf.errors.InvalidArgumentError, [STEP, "nan"]
+  with expect_error(error, *fragments):
+    any_mode.run(apply)
+  for v, oracle in zip(var_list, oracles):
+    np.testing.assert_array_equal(any_mode.read(swa.average(v)), oracle.average)
+  if case == "shape-changed":
+    odd.assign(np.full(3, 7.0, np.float32))
+  any_mode.run(lambda: step.assign(1.0))
+  any_mode.run(apply)
+  for v, oracle in zip(var_list, oracles):
+    oracle.swa(any_mode.read(v), 1)
+    np.testing.assert_allclose(any_mode.read(swa.average(v)), oracle.average, rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["uninitialized", "deleted"])
+def test_grouped_apply_with_a_missing_variable_updates_nothing_graph(case):
+  """TF1 graph, resource variables, grouped=True: one variable of the group uninitialised or
+  deleted when the update runs: FailedPreconditionError naming it, every shadow of the group
+  unchanged (one op checks them all first), and the update works once it is back."""
+  with graph_session() as (_, sess):
+    good = [tf.compat.v1.Variable((VALUE + i).astype(np.float32), name="gm_good%d" % i,
+                                  use_resource=True) for i in range(4)]
+    bad = tf.compat.v1.Variable(np.full(3, 7.0, np.float32), name="gm_bad", use_resource=True)
+    var_list = good[:2] + [bad] + good[2:]
+    swa = swa_ops.SWAMovingAverage(1, grouped=True)
+    update = swa.apply(var_list)
+    sess.run([v.initializer for v in good] + [swa.average(v).initializer for v in var_list])
+    if case == "deleted":
+      sess.run(bad.initializer)
+      sess.run(tf.raw_ops.DestroyResourceOp(resource=bad.handle))
+    shadows = [sess.run(swa.average(v)) for v in var_list]
+    for v in good:  # Values that would move the shadows.
+      sess.run(v.assign(np.full(3, 100.0, np.float32)))
+    with expect_error(tf.errors.FailedPreconditionError, "'gm_bad'",
+                      "uninitialized" if case == "uninitialized" else "does not exist"):
+      sess.run(update)
+    for v, shadow in zip(var_list, shadows):
+      np.testing.assert_array_equal(sess.run(swa.average(v)), shadow)
+    sess.run(bad.initializer)
+    sess.run(update)
+    for v, shadow in zip(var_list, shadows):
+      np.testing.assert_allclose(sess.run(swa.average(v)), (shadow + sess.run(v)) / 2,
+                                 rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# assign_moving_average and weighted_moving_average: the inputs not covered above.
+# --------------------------------------------------------------------------------------------
+
+
+def _ama_case(mode, case):
+  """(variable, value, decay, error, fragments) of an assign_moving_average case."""
+  avg = mode.variable(INITIAL.astype(np.float32), "ama_avg")
+  if case == "value-None":
+    return avg, None, 0.5, swa_ops.ArgumentError, ["ama_avg", "cannot be converted"]
+  if case == "value-int32-tensor":
+    return (avg, lambda: tf.constant([1, 2, 3]), 0.5, swa_ops.DtypeError,
+            ["ama_avg", "int32"])
+  if case == "value-float64-variable":
+    value = mode.variable(VALUE.astype(np.float64), "ama_value64")
+    return avg, value, 0.5, swa_ops.DtypeError, ["ama_avg", "ama_value64", "float64"]
+  if case == "value-uninitialized-variable":
+    value = uninitialized_variable(mode, "ama_value_uninit")
+    return (avg, value, 0.5, tf.errors.FailedPreconditionError,
+            ["value variable 'ama_value_uninit", "uninitialized"])
+  if case == "value-shape-variable":
+    value = mode.variable(np.ones(2, np.float32), "ama_value2")
+    return avg, value, 0.5, swa_ops.ShapeError, ["ama_avg", "ama_value2", "(2,)", "(3,)"]
+  if case == "value-strings":
+    return avg, ["a", "b", "c"], 0.5, swa_ops.DtypeError, ["ama_avg", "string"]
+  if case == "decay-string":
+    return (avg, VALUE, lambda: tf.constant("0.5"), swa_ops.DtypeError,
+            ["decay", "real number", "string"])
+  if case == "decay-None":
+    return avg, VALUE, None, swa_ops.ArgumentError, ["decay", "cannot be converted"]
+  if case == "decay-non-scalar":
+    return (avg, VALUE, lambda: tf.constant([0.5, 0.5]), swa_ops.ArgumentError,
+            ["decay", "scalar"])
+  if case == "variable-uninitialized":
+    uninit = uninitialized_variable(mode, "ama_uninit")
+    return (uninit, VALUE, 0.5, tf.errors.FailedPreconditionError,
+            ["average variable 'ama_uninit", "uninitialized"])
+  if case == "variable-int32":
+    var = mode.variable(np.array([1, 2, 3], np.int32), "ama_int")
+    return var, [1, 2, 3], 0.5, swa_ops.DtypeError, ["ama_int", "int32"]
+  raise AssertionError(case)
+
+
+AMA_CASES = ["value-None", "value-int32-tensor", "value-float64-variable",
+             "value-uninitialized-variable", "value-shape-variable", "value-strings",
+             "decay-string", "decay-None", "decay-non-scalar",
+             "variable-uninitialized", "variable-int32"]
+
+
+@pytest.mark.parametrize("zero_debias", [False, True], ids=["ema", "debiased"])
+@pytest.mark.parametrize("case", AMA_CASES)
+def test_assign_moving_average_bad_input(any_mode, case, zero_debias):
+  var, value, decay, error, fragments = _ama_case(any_mode, case)
+
+  def build(value=value, decay=decay):
+    value = value() if callable(value) else value
+    value = tf.constant(value, tf.float32) if isinstance(value, np.ndarray) else value
+    decay = decay() if callable(decay) else decay
+    return swa_ops.assign_moving_average(var, value, decay, zero_debias=zero_debias)
+
+  with expect_error(error, *fragments):
+    any_mode.run(build)
+  if case not in ("variable-uninitialized", "variable-int32"):
+    np.testing.assert_array_equal(any_mode.read(var), INITIAL.astype(np.float32))
+    oracle = Oracle(INITIAL, np.zeros(3), 0.0)
+    any_mode.run(lambda: build(VALUE, 0.5))
+    oracle.debiased(VALUE, 0.5) if zero_debias else oracle.ema(VALUE, 0.5)
+    np.testing.assert_allclose(any_mode.read(var), oracle.average, rtol=1e-6)
+
+
+@pytest.mark.parametrize("zero_debias", [False, True], ids=["ema", "debiased"])
+def test_assign_moving_average_deleted_variable_graph(zero_debias):
+  with graph_session() as (_, sess):
+    mode = GraphMode(sess)
+    var = mode.variable(INITIAL.astype(np.float32), "ama_deleted")
+    update = swa_ops.assign_moving_average(var, tf.constant(VALUE, tf.float32), 0.5,
+                                           zero_debias=zero_debias)
+    sess.run(tf.compat.v1.global_variables_initializer())
+    sess.run(tf.raw_ops.DestroyResourceOp(resource=var.handle))
+    with expect_error(DELETED_ERRORS, "'ama_deleted'", "does not exist"):
+      sess.run(update)
+    sess.run(var.initializer)  # Back (at INITIAL): the same update works.
+    oracle = Oracle(INITIAL, np.zeros(3), 0.0)
+    sess.run(update)
+    oracle.debiased(VALUE, 0.5) if zero_debias else oracle.ema(VALUE, 0.5)
+    np.testing.assert_allclose(sess.run(var), oracle.average, rtol=1e-6)
+
+
+def test_assign_moving_average_python_decay_1_with_zero_debias(any_mode):
+  """decay 1.0 is in [0, 1] (a valid EMA decay) but zero-debiasing divides by 1 - decay**t."""
+  avg = any_mode.variable(INITIAL.astype(np.float32), "ama_decay1")
+  with expect_error(tf.errors.InvalidArgumentError, "decay < 1"):
+    any_mode.run(lambda: swa_ops.assign_moving_average(avg, tf.constant(VALUE, tf.float32), 1.0))
+  np.testing.assert_array_equal(any_mode.read(avg), INITIAL.astype(np.float32))
+  any_mode.run(lambda: swa_ops.assign_moving_average(avg, tf.constant(VALUE, tf.float32), 0.5))
+  oracle = Oracle(INITIAL, np.zeros(3), 0.0)
+  oracle.debiased(VALUE, 0.5)
+  np.testing.assert_allclose(any_mode.read(avg), oracle.average, rtol=1e-6)
+
+
+WMA_CASES = [
+    # (id, value, decay, weight, error, fragments); callables are called inside the update.
+    ("value-int32", lambda: tf.constant([1, 2, 3]), 0.5, 1, swa_ops.DtypeError, ["int32"]),
+    ("value-None", None, 0.5, 1.0, swa_ops.ArgumentError, ["value", "cannot be converted"]),
+    ("value-bool", lambda: tf.constant([True]), 0.5, 1.0, swa_ops.DtypeError, ["bool"]),
+    ("weight-int32", VALUE, 0.5, lambda: tf.constant(2), swa_ops.DtypeError,
+     ["weight", "int32"]),
+    ("weight-float64", VALUE, 0.5, lambda: tf.constant(2.0, tf.float64), swa_ops.DtypeError,
+     ["weight", "float64"]),
+    ("weight-string", VALUE, 0.5, "2", swa_ops.DtypeError, ["weight", "string"]),
+    ("weight-None", VALUE, 0.5, None, swa_ops.ArgumentError, ["weight", "cannot be converted"]),
+    ("weight-rank-2", VALUE, 0.5, np.ones((3, 3), np.float32), swa_ops.ShapeError,
+     ["weight", "(3, 3)", "(3,)"]),
+    ("weight-rank-1-for-a-scalar", np.float32(2.0), 0.5, np.ones((1,), np.float32),
+     swa_ops.ShapeError, ["weight", "(1,)", "()"]),
+    ("decay-1.5", VALUE, 1.5, 2.0, swa_ops.ArgumentError, ["decay", "[0, 1]"]),
+    ("decay-nan", VALUE, float("nan"), 2.0, swa_ops.ArgumentError, ["decay", "[0, 1]"]),
+    ("decay-non-scalar", VALUE, lambda: tf.constant([0.5, 0.5]), 2.0, swa_ops.ArgumentError,
+     ["decay", "scalar"]),
+    ("decay-string", VALUE, lambda: tf.constant("0.5"), 2.0, swa_ops.DtypeError,
+     ["decay", "string"]),
+    ("decay-tensor-1.5", VALUE, lambda: dynamic(np.float32(1.5)), 2.0,
+     tf.errors.InvalidArgumentError, ["decay", "[0, 1]"]),
+    ("decay-tensor--0.1", VALUE, lambda: dynamic(np.float64(-0.1)), 2.0,
+     tf.errors.InvalidArgumentError, ["decay", "[0, 1]"]),
+    ("decay-tensor-nan", VALUE, lambda: dynamic(np.float32(np.nan)), 2.0,
+     tf.errors.InvalidArgumentError, ["decay", "[0, 1]"]),
+]
+
+
+@pytest.mark.parametrize("case,value,decay,weight,error,fragments",
+                         [pytest.param(*c, id=c[0]) for c in WMA_CASES])
+def test_weighted_moving_average_bad_input(any_mode, case, value, decay, weight, error,
+                                           fragments):
+  name = "wma_%s_%s" % (any_mode.name, case)
+  n_globals = len(tf.compat.v1.global_variables())
+
+  def build(value=value, decay=decay, weight=weight):
+    args = [x() if callable(x) else x for x in (value, decay, weight)]
+    args[0] = tf.constant(args[0], tf.float32) if isinstance(args[0], np.ndarray) else args[0]
+    return swa_ops.weighted_moving_average(*args, name=name)
+
+  with expect_error(error, *fragments):
+    any_mode.run(build)
+  state = [v for v in (tf.compat.v1.global_variables() if any_mode.name == "graph" else
+                       [v for key, pair in moving_averages._WEIGHTED_STATE.items()
+                        if key[0] == name for v in pair])]
+  if error is tf.errors.InvalidArgumentError:  # Rejected by the op: both averages unchanged.
+    assert len(state) - (n_globals if any_mode.name == "graph" else 0) == 2
+    for v in state[-2:]:
+      np.testing.assert_array_equal(any_mode.read(v), np.zeros(v.shape))
+  else:  # Rejected before anything was built: no averages created.
+    assert len(state) == (n_globals if any_mode.name == "graph" else 0)
+  # A later valid call works: from zero averages, one update gives the value back. (Another
+  # name: graph mode creates a new pair of averages per call.)
+  value = VALUE.astype(np.float32)
+  got = any_mode.run(lambda: swa_ops.weighted_moving_average(
+      tf.constant(value), 0.5, tf.constant(2.0), name=name + "_ok"))
+  np.testing.assert_allclose(got, value, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# swa_ops.keras: SWA constructor arguments and update_bn data.
+# --------------------------------------------------------------------------------------------
+
+KERAS_SWA_CASES = [
+    (dict(start=-1), swa_ops.ArgumentError, ["start", ">= 0", "-1"]),
+    (dict(start=1.5), TypeError, ["start", "int", "1.5"]),
+    (dict(period=0), swa_ops.ArgumentError, ["period", ">= 1"]),
+    (dict(unit="batch"), swa_ops.ArgumentError, ["unit", "'batch'"]),
+    (dict(assign_at_end="yes"), TypeError, ["assign_at_end", "bool"]),
+    (dict(skip_nonfinite="x"), TypeError, ["skip_nonfinite", "bool"]),
+    (dict(verbose=2), swa_ops.ArgumentError, ["verbose", "2"]),
+    (dict(name=""), TypeError, ["name", "non-empty"]),
+    (dict(batch_size=0), swa_ops.ArgumentError, ["batch_size", ">= 1"]),
+    (dict(batch_size="32"), TypeError, ["batch_size", "'32'"]),
+    (dict(bn_refresh_data=iter([np.ones((2, 4))])), TypeError,
+     ["bn_refresh_data", "one-shot iterator"]),
+    (dict(bn_refresh_data="data.npy"), TypeError, ["bn_refresh_data", "str"]),
+    (dict(swa_validation_data=[np.ones((2, 4)), np.ones((2, 1))]), TypeError,
+     ["swa_validation_data", "list"]),
+    (dict(swa_validation_data=(np.ones((2, 4)),)), TypeError, ["swa_validation_data", "tuple"]),
+    (dict(start_epoch=3, start=1), swa_ops.ArgumentError, ["start_epoch", "alone"]),
+    (dict(start_epoch=1, start_step=1), swa_ops.ArgumentError, ["alone"]),
+    (dict(average_dtype=tf.int32), swa_ops.DtypeError, ["average_dtype", "int32"]),
+]
+
+
+@pytest.mark.parametrize("kwargs,error,fragments", [
+    pytest.param(*case, id="-".join("%s=%s" % (k, type(v).__name__ if k.endswith("data") else v)
+                                    for k, v in case[0].items()))
+    for case in KERAS_SWA_CASES])
+def test_keras_swa_constructor_bad_argument(kwargs, error, fragments):
+  with expect_error(error, *fragments):
+    swa_ops.keras.SWA(**kwargs)
+  swa = swa_ops.keras.SWA(start=1, period=2)  # A valid one still builds.
+  assert (swa.start, swa.period, swa.num_averaged) == (1, 2, 0)
+
+
+@pytest.fixture(scope="module")
+def bn_model():
+  import keras  # pylint: disable=import-outside-toplevel
+  keras.utils.set_random_seed(0)
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3),
+                            keras.layers.BatchNormalization()])
+  return model, model.layers[-1]
+
+
+def _bn_x():
+  return np.random.default_rng(1).normal(size=(16, 4)).astype(np.float32)
+
+
+UPDATE_BN_CASES = [
+    ("None", lambda: None, {}, swa_ops.ArgumentError, ["update_bn", "data is None"]),
+    ("string", lambda: "data.npy", {}, TypeError, ["update_bn", "data", "str"]),
+    ("number", lambda: 3, {}, TypeError, ["update_bn", "data", "int"]),
+    ("tuple-of-lists", lambda: ([1.0, 2.0, 3.0, 4.0],), {}, TypeError, ["update_bn", "tuple"]),
+    ("empty-dataset", lambda: tf.data.Dataset.from_tensor_slices(_bn_x()).take(0).batch(4), {},
+     swa_ops.ArgumentError, ["update_bn", "no batches"]),
+    ("empty-list", lambda: [], {}, swa_ops.ArgumentError, ["update_bn", "no batches"]),
+    ("empty-array", lambda: np.zeros((0, 4), np.float32), {}, swa_ops.ArgumentError,
+     ["update_bn", "no batches"]),
+    ("infinite-dataset", lambda: tf.data.Dataset.from_tensor_slices(_bn_x()).batch(4).repeat(),
+     {}, swa_ops.ArgumentError, ["infinite"]),
+    ("wrong-feature-count", lambda: np.ones((8, 5), np.float32), {}, ValueError,
+     ["expected axis -1", "shape (8, 5)"]),
+    ("wrong-input-structure", lambda: {"zzz": _bn_x()}, {}, ValueError, ["structure"]),
+    ("batch_size-0", _bn_x, dict(batch_size=0), swa_ops.ArgumentError, ["batch_size", ">= 1"]),
+    ("batch_size-string", _bn_x, dict(batch_size="8"), TypeError, ["batch_size", "'8'"]),
+]
+
+
+@pytest.mark.parametrize("run_eagerly", [False, True], ids=["function", "eager"])
+@pytest.mark.parametrize("case,data,kwargs,error,fragments",
+                         [pytest.param(*c, id=c[0]) for c in UPDATE_BN_CASES])
+def test_keras_update_bn_bad_data(bn_model, run_eagerly, case, data, kwargs, error, fragments):
+  """After a failure every weight of the model (BatchNormalization statistics included) and
+  the layer's momentum are unchanged; a later valid pass sets the statistics to the mean of
+  the batch statistics."""
+  model, bn = bn_model
+  before = [w.numpy().copy() for w in model.weights]
+  momentum = bn.momentum
+  with expect_error(error, *fragments):
+    swa_ops.keras.update_bn(model, data(), run_eagerly=run_eagerly, **kwargs)
+  for w, value in zip(model.weights, before):
+    np.testing.assert_array_equal(w.numpy(), value)
+  assert bn.momentum == momentum
+  x = _bn_x()
+  assert swa_ops.keras.update_bn(model, x, batch_size=8, run_eagerly=run_eagerly) == 2
+  kernel, bias = (w.numpy().astype(np.float64) for w in model.layers[0].weights)
+  batches = [x[:8].astype(np.float64) @ kernel + bias, x[8:].astype(np.float64) @ kernel + bias]
+  np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([b.mean(0) for b in batches], 0),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(bn.moving_variance.numpy(),
+                             np.mean([b.var(0) for b in batches], 0), rtol=1e-4, atol=1e-6)
+  assert bn.momentum == momentum
+
+
+# --------------------------------------------------------------------------------------------
+# Needing a process of their own: variables on two devices, and an empty handle Tensor.
+# --------------------------------------------------------------------------------------------
+
+_TWO_DEVICES_SCRIPT = r"""
+import json
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import swa_ops
+from swa_ops import _ops
+L = _ops.library
+results = {}
+with tf.device("/cpu:0"):
+  averages = [tf.Variable([float(i)] * 3, name="avg%d" % i) for i in range(5)]
+  biased = [tf.Variable([0.0] * 3, name="biased%d" % i) for i in range(5)]
+  steps = [tf.Variable(0.0, name="step%d" % i) for i in range(5)]
+  values = [tf.Variable([10.0 + i] * 3, name="val%d" % i) for i in range(5)]
+with tf.device("/cpu:1"):
+  far = tf.Variable([5.0] * 3, name="far")
+  far_step = tf.Variable(0.0, name="far_step")
+H = lambda vs: [v.handle for v in vs]
+R = lambda vs: [v.read_value() for v in vs]
+def put(vs, v):
+  vs = list(vs); vs[2] = v; return vs
+def state():
+  return [v.numpy().tolist() for v in averages + biased + steps + values + [far, far_step]]
+before = state()
+one, half, no = tf.constant(1), tf.constant(0.5), []
+cases = {
+    "SWAAssignN-average": lambda: L.swa_assign_n(H(put(averages, far)), R(values), one,
+                                                 apply_if=no),
+    "SWAAssignNVariable-value": lambda: L.swa_assign_n_variable(
+        H(averages), H(put(values, far)), one, apply_if=no, T=tf.float32),
+    "EMAAssignN-average": lambda: L.ema_assign_n(H(put(averages, far)), R(values), half,
+                                                 apply_if=no),
+    "EMAAssignNVariable-value": lambda: L.ema_assign_n_variable(
+        H(averages), H(put(values, far)), half, apply_if=no, T=tf.float32),
+    "DebiasedEMAN-biased": lambda: L.debiased_eman(
+        H(averages), H(put(biased, far)), H(steps), R(values), half, apply_if=no),
+    "DebiasedEMANVariable-local_step": lambda: L.debiased_eman_variable(
+        H(averages), H(biased), H(put(steps, far_step)), H(values), half, apply_if=no,
+        T=tf.float32),
+    "SwapVariablesN-second": lambda: L.swap_variables_n(H(averages), H(put(values, far)),
+                                                        T=tf.float32),
+    "AllFinite-values": lambda: L.all_finite(H(put(values, far))),
+}
+for name, build in cases.items():
+  for mode in ("eager", "function"):
+    try:
+      with tf.device("/cpu:0"):
+        if mode == "eager":
+          build()
+        else:
+          tf.function(lambda: (build(), None)[1], autograph=False)()
+      results[name + "-" + mode] = "no error"
+    except tf.errors.InvalidArgumentError as error:
+      results[name + "-" + mode] = str(error)
+    except Exception as error:  # pylint: disable=broad-except
+      results[name + "-" + mode] = "%s: %s" % (type(error).__name__, error)
+results["unchanged"] = state() == before
+# Later valid updates work; the API (one op per device, and one AllFinite per device with
+# skip_nonfinite) averages variables on both devices.
+with tf.device("/cpu:0"):
+  L.swa_assign_n_variable(H(averages), H(values), tf.constant(1), apply_if=[], T=tf.float32)
+results["valid_update"] = [v.numpy().tolist() for v in averages]
+for skip in (False, True):
+  for traced in (False, True):
+    swa = swa_ops.SWAMovingAverage(tf.constant(0), skip_nonfinite=skip)
+    apply = lambda: swa.apply([values[0], far])
+    try:
+      (tf.function(lambda: (apply(), None)[1], autograph=False) if traced else apply)()
+      results["api-%s-%s" % (skip, traced)] = [swa.average(values[0]).numpy().tolist(),
+                                                swa.average(far).numpy().tolist(),
+                                                swa.average(far).device]
+    except Exception as error:  # pylint: disable=broad-except
+      results["api-%s-%s" % (skip, traced)] = "%s: %s" % (type(error).__name__, error)
+print("RESULTS " + json.dumps(results))
+"""
+
+
+def _run_script(script):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                        timeout=180, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+
+
+def test_grouped_ops_swap_and_all_finite_with_a_variable_on_another_device():
+  """A member on CPU:1 in an op placed on CPU:0 (two logical CPUs, so in a subprocess): the
+  placer refuses it (InvalidArgumentError naming the op's input and both devices) before the
+  kernel runs, so nothing changes; later valid updates work; and the API, given variables on
+  both devices, updates each device's with its own ops (skip_nonfinite: one AllFinite per
+  device)."""
+  import json  # pylint: disable=import-outside-toplevel
+  process = _run_script(_TWO_DEVICES_SCRIPT)
+  lines = [line for line in process.stdout.splitlines() if line.startswith("RESULTS ")]
+  assert process.returncode == 0 and lines, process.stdout + process.stderr
+  results = json.loads(lines[0][len("RESULTS "):])
+  inputs = {"SWAAssignN-average": "averages_2", "SWAAssignNVariable-value": "values_2",
+            "EMAAssignN-average": "averages_2", "EMAAssignNVariable-value": "values_2",
+            "DebiasedEMAN-biased": "biaseds_2",
+            "DebiasedEMANVariable-local_step": "steps_2",  # Eager: 'local__steps_2'.
+            "SwapVariablesN-second": "second_2", "AllFinite-values": "values_2"}
+  for case, argument in inputs.items():
+    for mode in ("eager", "function"):
+      message = results[case + "-" + mode]
+      assert argument in message and "CPU:1" in message and "CPU:0" in message, (case, message)
+  assert results["unchanged"] is True
+  assert results["valid_update"] == [[(i + 10.0 + i) / 2] * 3 for i in range(5)]
+  for skip in (False, True):
+    for traced in (False, True):
+      got = results["api-%s-%s" % (skip, traced)]
+      assert got[:2] == [[10.0] * 3, [5.0] * 3] and "CPU:1" in got[2], (skip, traced, got)
+
+
+_EMPTY_HANDLE_SCRIPT = r"""
+import numpy as np
+import tensorflow as tf
+import swa_ops
+from swa_ops import _ops
+average = tf.Variable([1.0, 2.0], name="average")
+
+@tf.function(autograph=False)
+def update(indices):
+  empty = tf.gather(tf.stack([average.handle]), indices)  # A resource Tensor of shape [0].
+  _ops.library.swa_assign_n([average.handle, empty], [tf.constant([5.0, 5.0])] * 2,
+                            tf.constant(1), apply_if=[])
+
+try:
+  update(tf.constant([], tf.int32))
+  print("NO ERROR")
+except tf.errors.InvalidArgumentError as error:
+  print("ERROR", "handle" in str(error), average.numpy().tolist())
+"""
+
+
+def test_an_empty_handle_tensor_is_an_error_not_a_crash():
+  process = _run_script(_EMPTY_HANDLE_SCRIPT)
+  assert process.returncode == 0, "exit status %d: %s" % (process.returncode,
+                                                         process.stderr[-2000:])
+  assert "ERROR True [1.0, 2.0]" in process.stdout, process.stdout

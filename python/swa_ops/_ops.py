@@ -14,6 +14,8 @@ import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import resource_variable_ops
 
+from swa_ops import _errors
+
 _LIBRARY_NAME = "_swa_ops.so"
 
 
@@ -97,8 +99,17 @@ def _run(raw_op, state, value, scalar, use_locking, name, apply_if=None, **attrs
   return op(*state, value, scalar, use_locking=use_locking, name=name, **attrs)
 
 
+def _check_lists(op_name, lists):
+  """ArgumentError unless the lists of a grouped op are non-empty and of one length."""
+  lengths = [len(items) for items in lists]
+  if not lengths[0] or len(set(lengths)) != 1:
+    raise _errors.ArgumentError("%s: the lists must be non-empty and of one length, got lengths %s"
+                                % (op_name, lengths))
+
+
 def _run_grouped(raw_op, state_lists, values, scalar, use_locking, name, apply_if=None, **attrs):
   """Calls the grouped `raw_op` (resource variables only) on lists of equal length."""
+  _check_lists(raw_op, list(state_lists) + [values])
   dtype = state_lists[0][0].dtype.base_dtype
   attrs["apply_if"] = _guards(apply_if)
   handles = [[variable.handle for variable in state] for state in state_lists]
@@ -154,13 +165,31 @@ def debiased_ema_n(averages, biased, local_steps, values, decay, use_locking=Fal
 def swap_variables(first, second, name=None):
   """Exchanges the values of first[i] and second[i] (resource variables of one dtype), as one
   op: the variables trade buffers, so the swap is bit-exact and copies nothing."""
+  _check_lists("swap_variables", [first, second])
   return library.swap_variables_n([v.handle for v in first], [v.handle for v in second],
                                   T=first[0].dtype.base_dtype, name=name)
 
 
 def all_finite(values, name=None):
-  """A boolean scalar: every element of every value (Variables or Tensors) is finite; one op."""
+  """A boolean scalar: every element of every value (Variables or Tensors) is finite; one op
+  (one per device when the variables live on several: an op reads only its own device's)."""
   # AllFinite has no GPU kernel: a variable on a GPU is read (and copied to the host) first.
-  inputs = [value.handle if is_resource_variable(value) and ":GPU:" not in value.device.upper()
-            else tf.convert_to_tensor(value) for value in values]
-  return library.all_finite(inputs, name=name)
+  inputs, devices = [], []  # devices[i]: the device of handle inputs[i]; None for a Tensor.
+  for value in values:
+    if is_resource_variable(value) and ":GPU:" not in value.device.upper():
+      inputs.append(value.handle)
+      devices.append(value.device)
+    else:
+      inputs.append(tf.convert_to_tensor(value))
+      devices.append(None)
+  placed = list(dict.fromkeys(device for device in devices if device is not None))
+  if len(placed) <= 1:
+    return library.all_finite(inputs, name=name)
+  with tf.name_scope(name or "AllFinite"):
+    flags = []
+    for device in placed:  # Tensors go with the first device's variables.
+      group = [x for x, d in zip(inputs, devices)
+               if d == device or (d is None and device == placed[0])]
+      with tf.device(device):
+        flags.append(library.all_finite(group))
+    return tf.reduce_all(tf.stack(flags))

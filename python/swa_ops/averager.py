@@ -2,6 +2,7 @@
 import contextlib
 import itertools
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.trackable import data_structures
 
@@ -24,6 +25,21 @@ def _step_tensor(num_updates):
     raise _errors.ArgumentError(
         "SWAMovingAverage: num_updates must be a scalar, got shape %s" % step.shape)
   return step
+
+
+def _check_num_updates(num_updates):
+  """Raises DtypeError unless `num_updates` is a real number: a Python or NumPy number, or a
+  Tensor or Variable of an integer or float dtype (checked when the averager is built, so that
+  a bad one fails with a clear error before any shadow is created)."""
+  try:
+    dtype = getattr(num_updates, "dtype", None)
+    dtype = tf.as_dtype(np.asarray(num_updates).dtype if dtype is None else dtype).base_dtype
+  except (TypeError, ValueError):
+    dtype = None
+  if dtype is None or not (dtype.is_integer or dtype.is_floating):
+    raise _errors.DtypeError(
+        "SWAMovingAverage: num_updates (the step count) must be a real number: a Python number "
+        "or an integer or float Tensor or Variable, got %r" % (num_updates,))
 
 
 def _key(value):
@@ -90,6 +106,7 @@ class SWAMovingAverage(tf.Module):
     if not (isinstance(start, int) and start >= 0 and isinstance(period, int) and period >= 1):
       raise _errors.ArgumentError("SWAMovingAverage: start must be an int >= 0 and period an "
                                   "int >= 1, got start=%r, period=%r" % (start, period))
+    _check_num_updates(num_updates)
     if zero_debias and (start, period) != (0, 1):
       raise _errors.ArgumentError("SWAMovingAverage: start/period cannot be combined with "
                                   "zero_debias=True")

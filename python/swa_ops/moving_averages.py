@@ -17,11 +17,21 @@ def check_float(value, what):
         % (what, _errors.describe(value), value.dtype.base_dtype.name))
 
 
+def _to_tensor(value, what, argument, dtype_hint=None):
+  """`value` as a Tensor; ArgumentError naming `argument` if it cannot be one (None, ...)."""
+  try:
+    return tf.convert_to_tensor(value, dtype_hint=dtype_hint)
+  except (TypeError, ValueError) as error:
+    raise _errors.ArgumentError("%s: %s cannot be converted to a Tensor: %s"
+                                % (what, argument, error)) from error
+
+
 def as_value(average, value, what):
   """`value` ready to be averaged into `average`: a resource Variable as it is (the fused op
   reads it itself), anything else as a Tensor; dtype and static shape checked, naming both."""
   if not _ops.is_resource_variable(value):
-    value = tf.convert_to_tensor(value, dtype_hint=average.dtype.base_dtype)
+    value = _to_tensor(value, what, "the value averaged into %s" % _errors.describe(average),
+                       average.dtype.base_dtype)
   if value.dtype.base_dtype != average.dtype.base_dtype:
     raise _errors.DtypeError("%s: %s has dtype %s but the value averaged into it, %s, has dtype %s"
                              % (what, _errors.describe(average), average.dtype.base_dtype.name,
@@ -40,7 +50,10 @@ def as_decay(decay, what):
     raise _errors.ArgumentError("%s: decay must be in [0, 1], got %r" % (what, decay))
   if isinstance(decay, numbers.Real):
     return tf.constant(decay, tf.float64)  # Exact: the op computes 1 - decay in float64.
-  decay = tf.convert_to_tensor(decay)
+  decay = _to_tensor(decay, what, "decay")
+  if not (decay.dtype.is_integer or decay.dtype.is_floating):
+    raise _errors.DtypeError("%s: decay must be a real number, got dtype %s"
+                             % (what, decay.dtype.base_dtype.name))
   if decay.dtype.base_dtype not in _ops.SUPPORTED_DTYPES:
     decay = tf.cast(decay, tf.float64)
   if decay.shape.rank not in (None, 0):
@@ -160,9 +173,9 @@ def _weighted_update(backend, value_x_weight, weight_average, value, weight, dec
 def weighted_with(backend, value, decay, weight, truediv=True, collections=None, name=None,
                   skip_nonfinite=False):
   what = "weighted_moving_average"
-  value = tf.convert_to_tensor(value)
+  value = _to_tensor(value, what, "value")
   check_float(value, what)
-  weight = tf.convert_to_tensor(weight, dtype_hint=value.dtype)
+  weight = _to_tensor(weight, what, "weight", value.dtype)
   if weight.dtype.base_dtype != value.dtype.base_dtype:
     raise _errors.DtypeError("%s: weight has dtype %s but value has dtype %s"
                              % (what, weight.dtype.name, value.dtype.name))
@@ -173,6 +186,7 @@ def weighted_with(backend, value, decay, weight, truediv=True, collections=None,
   if product_shape is None or not product_shape.is_compatible_with(value.shape):
     raise _errors.ShapeError("%s: weight of shape %s does not broadcast to value's shape %s"
                              % (what, weight.shape, value.shape))
+  decay = as_decay(decay, what)  # Checked before the two averages are created.
   if tf.executing_eagerly() or tf.inside_function():
     name = name or "WeightedMovingAvg"
     value_x_weight, weight_average = _weighted_state_eager(name, value, weight)
