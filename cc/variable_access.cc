@@ -192,6 +192,7 @@ absl::Status CopyToNewBuffer<GpuDevice>(OpKernelContext* ctx, const tensorflow::
 absl::Status EnsureCopyOnReadOnGpu(OpKernelContext* ctx, Var* var) {
   if (var->copy_on_read_mode.load()) return absl::OkStatus();
   tsl::mutex_lock lock(*var->mu());
+  if (var->copy_on_read_mode.load()) return absl::OkStatus();  // Another op got here first.
   if (!var->tensor()->RefCountIsOne()) {  // A live tensor shares the buffer: update a copy.
     tensorflow::Tensor copy;
     TF_RETURN_IF_ERROR(CopyToNewBuffer<GpuDevice>(ctx, *var->tensor(), &copy));
