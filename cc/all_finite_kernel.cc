@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "float_types.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/register_types.h"
 #include "unsupported/Eigen/CXX11/Tensor"
@@ -52,9 +53,7 @@ class AllFiniteOp : public tensorflow::OpKernel {
         OP_REQUIRES_OK(ctx, ShareVariableTensor(ctx, i, &values[i]));
       }
       const tensorflow::DataType dtype = values[i].dtype();
-      OP_REQUIRES(ctx,
-                  dtype == tensorflow::DT_HALF || dtype == tensorflow::DT_BFLOAT16 ||
-                      dtype == tensorflow::DT_FLOAT || dtype == tensorflow::DT_DOUBLE,
+      OP_REQUIRES(ctx, WithFloatType(dtype, [](auto) {}),
                   absl::InvalidArgumentError(absl::StrCat(
                       "AllFinite '", name(), "': variable ", DescribeVariableInput(ctx, i),
                       " has dtype ", tensorflow::DataTypeString(dtype),
@@ -63,14 +62,9 @@ class AllFiniteOp : public tensorflow::OpKernel {
     const CPUDevice& device = ctx->eigen_device<CPUDevice>();
     bool all_finite = true;
     for (int i = 0; i < num_inputs() && all_finite; ++i) {
-      switch (values[i].dtype()) {
-        case tensorflow::DT_HALF: all_finite = AllFiniteIn<Eigen::half>(device, values[i]); break;
-        case tensorflow::DT_BFLOAT16:
-          all_finite = AllFiniteIn<Eigen::bfloat16>(device, values[i]);
-          break;
-        case tensorflow::DT_FLOAT: all_finite = AllFiniteIn<float>(device, values[i]); break;
-        default: all_finite = AllFiniteIn<double>(device, values[i]); break;
-      }
+      WithFloatType(values[i].dtype(), [&](auto type) {
+        all_finite = AllFiniteIn<decltype(type)>(device, values[i]);
+      });
     }
     Tensor* output;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, {}, &output));

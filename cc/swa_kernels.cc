@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "cpu_updates.h"
+#include "float_types.h"
 #include "gpu_device.h"
 #include "swa_functors.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -357,18 +358,6 @@ absl::Status CheckDistinctBuffers(OpKernelContext* ctx, const std::vector<Tensor
 
 using ScalarReader = absl::Status (*)(OpKernelContext*, int, const StepSchedule&,
                                       UpdateScalars*);
-
-// Calls f(T()) for the float type T of `dtype`; false for any other dtype.
-template <typename F>
-bool WithFloatType(tensorflow::DataType dtype, const F& f) {
-  switch (dtype) {
-    case tensorflow::DT_HALF: f(Eigen::half()); return true;
-    case tensorflow::DT_BFLOAT16: f(Eigen::bfloat16()); return true;
-    case tensorflow::DT_FLOAT: f(float()); return true;
-    case tensorflow::DT_DOUBLE: f(double()); return true;
-    default: return false;
-  }
-}
 
 // Looks up and checks the variables an op updates (inputs [0, vars->size())): every one has the
 // first average's dtype, `*dtype`, a float.

@@ -1546,29 +1546,22 @@ def _(p):
              _unchanged(p.mode, bad, np.ones(4)))
 
 
-@swap_case("second-float64")
-def _(p):
-  bad = p.mode.variable(np.ones(3, np.float64), "s_bad")
-  return Bad(lambda: p.build(second=_second_replaced(p, bad)), tf.errors.InvalidArgumentError,
-             ["second variable 's_bad", "dtype double", "expects float"],
-             _unchanged(p.mode, bad, np.ones(3)))
+def _swap_wrong_dtype_case(side, np_dtype, dtype_name):
+  """A `side` ("first" or "second") variable of another dtype than T (float) in the middle."""
+  def make(p):
+    bad = p.mode.variable(np.ones(3, np_dtype), "s_bad")
+    handles = _replaced([v.handle for v in getattr(p, side)], MIDDLE, _handle(bad))
+    return Bad(lambda: p.build(**{side: handles}), tf.errors.InvalidArgumentError,
+               ["%s variable 's_bad" % side, "dtype " + dtype_name, "expects float"],
+               _unchanged(p.mode, bad, np.ones(3)))
+  return make
 
 
-@swap_case("first-float16")
-def _(p):
-  bad = p.mode.variable(np.ones(3, np.float16), "s_bad")
-  first = _replaced([v.handle for v in p.first], MIDDLE, bad.handle)
-  return Bad(lambda: p.build(first=first), tf.errors.InvalidArgumentError,
-             ["first variable 's_bad", "dtype half", "expects float"],
-             _unchanged(p.mode, bad, np.ones(3)))
-
-
-@swap_case("second-int32")
-def _(p):
-  bad = p.mode.variable(np.ones(3, np.int32), "s_bad")
-  return Bad(lambda: p.build(second=_second_replaced(p, bad)), tf.errors.InvalidArgumentError,
-             ["second variable 's_bad", "dtype int32", "expects float"],
-             _unchanged(p.mode, bad, np.ones(3)))
+for _side, _np_dtype, _dtype_name in (("second", np.float64, "double"),
+                                      ("first", np.float16, "half"),
+                                      ("second", np.int32, "int32")):
+  swap_case("%s-%s" % (_side, np.dtype(_np_dtype).name))(
+      _swap_wrong_dtype_case(_side, _np_dtype, _dtype_name))
 
 
 @swap_case("T-float64")
