@@ -1,4 +1,5 @@
-// AllFinite: whether every element of every value (tensors or resource variables) is finite.
+// AllFinite: whether every element of every value (tensors, resource variables, or the members of
+// a variable group) is finite.
 // The non-finite guard feeds it to the update ops' `apply_if` input.
 #define EIGEN_USE_THREADS
 
@@ -12,6 +13,7 @@
 #include "tensorflow/core/framework/register_types.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 #include "variable_access.h"
+#include "variable_group.h"
 
 namespace swa_ops {
 namespace {
@@ -44,13 +46,33 @@ class AllFiniteOp : public tensorflow::OpKernel {
 
   void Compute(tensorflow::OpKernelContext* ctx) override {
     OP_REQUIRES_OK(ctx, CheckHandleInputs(ctx));
+    // The variables: those of the resource inputs, or the members of a group, the only input.
+    std::vector<VarPtr> inputs_vars(num_inputs());
+    std::shared_ptr<const VariableGroup::Members> members;
+    absl::Span<const VarPtr> vars = inputs_vars;
+    if (IsGroupInput(ctx, 0)) {
+      OP_REQUIRES(ctx, num_inputs() == 1,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "AllFinite '", name(), "': a variable group must be the only input")));
+      tensorflow::core::RefCountPtr<VariableGroup> group;
+      OP_REQUIRES_OK(ctx, GroupInput(ctx, 0, &group));
+      OP_REQUIRES_OK(ctx, group->GetMembers(ctx, [](int) { return "value"; }, &members));
+      vars = members->vars;
+    } else {
+      for (int i = 0; i < num_inputs(); ++i) {
+        if (ctx->input_dtype(i) != tensorflow::DT_RESOURCE) continue;
+        OP_REQUIRES_OK(ctx, FindVariable(ctx, i, "value", &inputs_vars[i]));
+      }
+    }
     // Every input is checked before any is scanned, so that whether a bad input is reported
     // does not depend on the data of the inputs before it.
-    std::vector<Tensor> values(num_inputs());
-    for (int i = 0; i < num_inputs(); ++i) {
-      values[i] = ctx->input(i);
-      if (ctx->input_dtype(i) == tensorflow::DT_RESOURCE) {
-        OP_REQUIRES_OK(ctx, ShareVariableTensor(ctx, i, &values[i]));
+    const int count = static_cast<int>(vars.size());
+    std::vector<Tensor> values(count);
+    for (int i = 0; i < count; ++i) {
+      if (vars[i] == nullptr) {
+        values[i] = ctx->input(i);
+      } else {
+        OP_REQUIRES_OK(ctx, ShareVariableTensor(ctx, i, vars[i].get(), &values[i]));
       }
       const tensorflow::DataType dtype = values[i].dtype();
       OP_REQUIRES(ctx, WithFloatType(dtype, [](auto) {}),
@@ -61,7 +83,7 @@ class AllFiniteOp : public tensorflow::OpKernel {
     }
     const CPUDevice& device = ctx->eigen_device<CPUDevice>();
     bool all_finite = true;
-    for (int i = 0; i < num_inputs() && all_finite; ++i) {
+    for (int i = 0; i < count && all_finite; ++i) {
       WithFloatType(values[i].dtype(), [&](auto type) {
         all_finite = AllFiniteIn<decltype(type)>(device, values[i]);
       });

@@ -23,6 +23,7 @@
 #include "tensorflow/core/framework/tensor.h"
 #include "unsupported/Eigen/CXX11/Tensor"
 #include "variable_access.h"
+#include "variable_group.h"
 #if SWA_OPS_WITH_CUDA
 #include "swa_launchers.h"
 #endif
@@ -297,8 +298,8 @@ absl::Status OwnAverageError(OpKernelContext* ctx, int state_index, int num_vari
 // resource variables, null for references), nor be the value averaged into one of them
 // (`values`: null for a tensor value). Compared as variables, not names, before anything is
 // locked or written.
-absl::Status CheckDistinctVariables(OpKernelContext* ctx, const std::vector<VarPtr>& state,
-                                    const std::vector<VarPtr>& values) {
+absl::Status CheckDistinctVariables(OpKernelContext* ctx, absl::Span<const VarPtr> state,
+                                    absl::Span<const VarPtr> values) {
   const int num_variables = static_cast<int>(values.size());
   absl::flat_hash_map<const tensorflow::Var*, int> seen;
   seen.reserve(state.size());
@@ -359,21 +360,33 @@ absl::Status CheckDistinctBuffers(OpKernelContext* ctx, const std::vector<Tensor
 using ScalarReader = absl::Status (*)(OpKernelContext*, int, const StepSchedule&,
                                       UpdateScalars*);
 
-// Looks up and checks the variables an op updates (inputs [0, vars->size())): every one has the
-// first average's dtype, `*dtype`, a float.
+// Looks up the resource variables the op updates (inputs [0, vars->size())); a reference's entry
+// stays null.
+absl::Status FindStateVariables(OpKernelContext* ctx, int num_variables,
+                                std::vector<VarPtr>* vars) {
+  for (int index = 0; index < static_cast<int>(vars->size()); ++index) {
+    if (ctx->input_dtype(index) != tensorflow::DT_RESOURCE) continue;
+    TF_RETURN_IF_ERROR(
+        FindVariable(ctx, index, kStateRoles[index / num_variables], &(*vars)[index]));
+  }
+  return absl::OkStatus();
+}
+
+// Checks the variables an op updates (`vars`: resource variables, or null for reference inputs):
+// each one initialised and of the first average's dtype, `*dtype`, a float.
 absl::Status CheckStateVariables(OpKernelContext* ctx, int num_variables,
-                                 std::vector<VarPtr>* vars, tensorflow::DataType* dtype) {
-  TF_RETURN_IF_ERROR(CheckVariableInput(ctx, 0, tensorflow::DT_INVALID, kStateRoles[0],
-                                        &(*vars)[0], dtype));
+                                 absl::Span<const VarPtr> vars, tensorflow::DataType* dtype) {
+  TF_RETURN_IF_ERROR(CheckVariableInput(ctx, 0, vars[0].get(), tensorflow::DT_INVALID,
+                                        kStateRoles[0], dtype));
   if (!WithFloatType(*dtype, [](auto) {})) {
     return absl::InvalidArgumentError(absl::StrCat(
         OpPrefix(ctx), "average variable ", DescribeVariableInput(ctx, 0), " has dtype ",
         tensorflow::DataTypeString(*dtype),
         "; averages are float16, bfloat16, float32 or float64"));
   }
-  for (int index = 1; index < static_cast<int>(vars->size()); ++index) {
-    TF_RETURN_IF_ERROR(CheckVariableInput(ctx, index, *dtype, kStateRoles[index / num_variables],
-                                          &(*vars)[index]));
+  for (int index = 1; index < static_cast<int>(vars.size()); ++index) {
+    TF_RETURN_IF_ERROR(CheckVariableInput(ctx, index, vars[index].get(), *dtype,
+                                          kStateRoles[index / num_variables]));
   }
   return absl::OkStatus();
 }
@@ -390,7 +403,7 @@ absl::Status FindValueVariables(OpKernelContext* ctx, int value_begin, std::vect
 
 // Reads the values (FindValueVariables' `vars`, or tensors), each of dtype `dtype`.
 template <typename Device>
-absl::Status ReadValues(OpKernelContext* ctx, int value_begin, const std::vector<VarPtr>& vars,
+absl::Status ReadValues(OpKernelContext* ctx, int value_begin, absl::Span<const VarPtr> vars,
                         tensorflow::DataType dtype, std::vector<Tensor>* values) {
   for (int i = 0; i < static_cast<int>(vars.size()); ++i) {
     const int index = value_begin + i;
@@ -413,11 +426,24 @@ absl::Status ReadValues(OpKernelContext* ctx, int value_begin, const std::vector
 template <typename Device, int kLists, ScalarReader kReadScalars>
 class MovingAverageOp : public OpKernel {
  public:
-  explicit MovingAverageOp(OpKernelConstruction* ctx) : OpKernel(ctx), num_variables_(1) {
+  explicit MovingAverageOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
     if (ctx->HasAttr("N")) OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &num_variables_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("G", &num_guards_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("T", &value_dtype_));
+    from_group_ = ctx->HasAttr("Tvalues");
+    if (from_group_) {
+      tensorflow::DataTypeVector value_types;
+      OP_REQUIRES_OK(ctx, ctx->GetAttr("Tvalues", &value_types));
+      for (tensorflow::DataType type : value_types) {
+        OP_REQUIRES(ctx, type == value_dtype_,
+                    absl::InvalidArgumentError(absl::StrCat(
+                        type_string(), " '", name(), "': the value tensors must have dtype T = ",
+                        tensorflow::DataTypeString(value_dtype_), ", got ",
+                        tensorflow::DataTypeString(type))));
+      }
+      num_value_tensors_ = static_cast<int>(value_types.size());
+    }
     if (ctx->HasAttr("start")) {
       OP_REQUIRES_OK(ctx, ctx->GetAttr("start", &schedule_.start));
       OP_REQUIRES_OK(ctx, ctx->GetAttr("period", &schedule_.period));
@@ -426,29 +452,50 @@ class MovingAverageOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     OP_REQUIRES_OK(ctx, CheckHandleInputs(ctx));
-    const int n = num_variables_;
+    Layout layout;
+    OP_REQUIRES_OK(ctx, GetLayout(ctx, &layout));
+    const int n = layout.num_variables;
     const int state_count = kLists * n;
-    const int value_begin = state_count;
     UpdateScalars scalars;
-    OP_REQUIRES_OK(ctx, kReadScalars(ctx, value_begin + n, schedule_, &scalars));
+    OP_REQUIRES_OK(ctx, kReadScalars(ctx, layout.scalar_input, schedule_, &scalars));
     for (int g = 0; g < num_guards_; ++g) {
-      const Tensor& guard = ctx->input(value_begin + n + 1 + g);
+      const Tensor& guard = ctx->input(layout.scalar_input + 1 + g);
       OP_REQUIRES(ctx, tensorflow::TensorShapeUtils::IsScalar(guard.shape()),
                   absl::InvalidArgumentError(absl::StrCat(OpPrefix(ctx),
                                                           "apply_if must be a scalar, got shape ",
                                                           guard.shape().DebugString())));
       if (!guard.scalar<bool>()()) scalars.skip = true;
     }
-    // Each variable is looked up once, here, and used for every check, the read and the update.
-    // Every variable updated has the first average's dtype, T or a wider float.
-    std::vector<VarPtr> state_vars(state_count);
+    // Each variable is looked up once (here, or by its group when first used) and used for
+    // every check, the read and the update. Every variable updated has the first average's
+    // dtype, T or a wider float.
+    std::vector<VarPtr> inputs_state, inputs_values(n);  // Looked up here: not in a group.
+    std::shared_ptr<const VariableGroup::Members> members;  // Or the group's.
+    absl::Span<const VarPtr> state_vars, value_vars = inputs_values;
+    if (layout.group != nullptr) {
+      auto role_of = [state_count, n](int member) {
+        return member < state_count ? kStateRoles[member / n] : "value";
+      };
+      OP_REQUIRES_OK(ctx, layout.group->GetMembers(ctx, role_of, &members));
+      state_vars = absl::MakeConstSpan(members->vars).subspan(0, state_count);
+      if (num_value_tensors_ == 0) {
+        value_vars = absl::MakeConstSpan(members->vars).subspan(state_count, n);
+      }
+    } else {
+      inputs_state.resize(state_count);
+      OP_REQUIRES_OK(ctx, FindStateVariables(ctx, n, &inputs_state));
+      OP_REQUIRES_OK(ctx, FindValueVariables(ctx, layout.value_begin, &inputs_values));
+      state_vars = inputs_state;
+    }
     tensorflow::DataType state_dtype;
-    OP_REQUIRES_OK(ctx, CheckStateVariables(ctx, n, &state_vars, &state_dtype));
-    std::vector<VarPtr> value_vars(n);
-    OP_REQUIRES_OK(ctx, FindValueVariables(ctx, value_begin, &value_vars));
-    OP_REQUIRES_OK(ctx, CheckDistinctVariables(ctx, state_vars, value_vars));
+    OP_REQUIRES_OK(ctx, CheckStateVariables(ctx, n, state_vars, &state_dtype));
+    if (members == nullptr || members->checked_distinct.load() != state_count) {
+      OP_REQUIRES_OK(ctx, CheckDistinctVariables(ctx, state_vars, value_vars));
+      if (members != nullptr) members->checked_distinct.store(state_count);
+    }
     std::vector<Tensor> values(n);
-    OP_REQUIRES_OK(ctx, ReadValues<Device>(ctx, value_begin, value_vars, value_dtype_, &values));
+    OP_REQUIRES_OK(ctx,
+                   ReadValues<Device>(ctx, layout.value_begin, value_vars, value_dtype_, &values));
     WithFloatType(state_dtype, [&](auto average_type) {
       WithFloatType(value_dtype_, [&](auto value_type) {
         ComputeWithTypes<decltype(average_type), decltype(value_type)>(ctx, scalars, state_vars,
@@ -458,18 +505,55 @@ class MovingAverageOp : public OpKernel {
   }
 
  private:
+  // Where an op's variables and scalars are. Variable `index` < kLists * n is the one updated
+  // (average, then biased and local_step); the values start at `value_begin`: input indices
+  // (variable or tensor), or, for a `...Group` op, member indices in `group` (its members: the
+  // lists of variables updated, then the value variables unless the values are tensor inputs
+  // 1 .. M, M = len(Tvalues)).
+  struct Layout {
+    int num_variables = 1;
+    int value_begin = 0;
+    int scalar_input = 0;
+    tensorflow::core::RefCountPtr<VariableGroup> group;
+  };
+
+  absl::Status GetLayout(OpKernelContext* ctx, Layout* out) const {
+    if (!from_group_) {
+      out->num_variables = num_variables_;
+      out->value_begin = kLists * num_variables_;
+      out->scalar_input = out->value_begin + num_variables_;
+      return absl::OkStatus();
+    }
+    TF_RETURN_IF_ERROR(GroupInput(ctx, 0, &out->group));
+    const int lists = kLists + (num_value_tensors_ == 0 ? 1 : 0);
+    const int size = out->group->size();
+    const int n = size / lists;
+    if (size == 0 || size % lists != 0 || (num_value_tensors_ > 0 && n != num_value_tensors_)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          OpPrefix(ctx), "the group holds ", size, " variables; this op takes ", lists,
+          " lists of one length (", kLists == 1 ? "averages" : "averages, biased, local_steps",
+          num_value_tensors_ == 0 ? ", values" : "",
+          num_value_tensors_ > 0 ? absl::StrCat(") of ", num_value_tensors_, " each (one per value tensor)")
+                                 : std::string(")")));
+    }
+    out->num_variables = n;
+    out->value_begin = num_value_tensors_ == 0 ? kLists * n : 1;
+    out->scalar_input = 1 + num_value_tensors_;
+    return absl::OkStatus();
+  }
+
   // The rest of Compute for averages of dtype T and values of dtype V: lock, check shapes,
   // update.
   template <typename T, typename V>
   void ComputeWithTypes(OpKernelContext* ctx, const UpdateScalars& scalars,
-                        const std::vector<VarPtr>& state_vars, const std::vector<Tensor>& values) {
-    const int n = num_variables_;
+                        absl::Span<const VarPtr> state_vars, const std::vector<Tensor>& values) {
+    const int n = static_cast<int>(values.size());
     const int state_count = kLists * n;
     if constexpr (!kAveragesValuesOf<T, V>) {
       ctx->CtxFailure(absl::InvalidArgumentError(absl::StrCat(
           OpPrefix(ctx), "average variable ", DescribeVariableInput(ctx, 0), " has dtype ",
-          tensorflow::DataTypeString(DataTypeToEnum<T>::value), " but the value averaged into it, ",
-          DescribeVariableInput(ctx, state_count), ", has dtype ",
+          tensorflow::DataTypeString(DataTypeToEnum<T>::value),
+          " but the values averaged into it have dtype ",
           tensorflow::DataTypeString(DataTypeToEnum<V>::value),
           ": an average has its value's dtype or a wider float (float32 or float64 for "
           "float16/bfloat16 values, float64 for float32 values)")));
@@ -490,14 +574,14 @@ class MovingAverageOp : public OpKernel {
         if (ctx->input_is_ref(0)) OP_REQUIRES_OK(ctx, CheckDistinctBuffers(ctx, state, values, n));
         if (!scalars.skip) Update<T, V>(ctx, scalars, &state, values);
       }
-      if (n == 1) ForwardRefOutput(ctx, 0, 0);
+      if (n == 1 && !from_group_) ForwardRefOutput(ctx, 0, 0);
     }
   }
 
   template <typename T, typename V>
   void Update(OpKernelContext* ctx, const UpdateScalars& scalars, std::vector<Tensor>* state,
               const std::vector<Tensor>& values) {
-    const int n = num_variables_;
+    const int n = static_cast<int>(values.size());
     DeviceArg<Device> device;
     OP_REQUIRES_OK(ctx, device.Init(ctx));
     if constexpr (kLists == 1) {
@@ -532,12 +616,15 @@ class MovingAverageOp : public OpKernel {
 
   bool use_locking_;
   tensorflow::DataType value_dtype_;
-  int num_variables_;
+  int num_variables_ = 1;
+  bool from_group_;            // A `...Group` op: the variables are a group's members.
+  int num_value_tensors_ = 0;  // Its value tensors (none: the values are members too).
   int num_guards_;
   StepSchedule schedule_;
 };
 
-// An op's variants: <NAME>, <NAME>Variable, <NAME>Ref, and the grouped <NAME>N, <NAME>NVariable.
+// An op's variants: <NAME>, <NAME>Variable, <NAME>Ref, and the grouped <NAME>N, <NAME>NVariable,
+// <NAME>Group.
 // One kernel per device for every dtype: it dispatches on the dtypes it finds. MEMORY: further
 // kernel-builder calls (host memory inputs), or nothing.
 #define SWA_REGISTER_VARIANTS(NAME, DEVICE, MEMORY, ...)                                          \
@@ -545,7 +632,8 @@ class MovingAverageOp : public OpKernel {
   REGISTER_KERNEL_BUILDER(Name(NAME "Variable").Device(DEVICE) MEMORY, __VA_ARGS__);              \
   REGISTER_KERNEL_BUILDER(Name(NAME "Ref").Device(DEVICE) MEMORY, __VA_ARGS__);                   \
   REGISTER_KERNEL_BUILDER(Name(NAME "N").Device(DEVICE) MEMORY, __VA_ARGS__);                     \
-  REGISTER_KERNEL_BUILDER(Name(NAME "NVariable").Device(DEVICE) MEMORY, __VA_ARGS__)
+  REGISTER_KERNEL_BUILDER(Name(NAME "NVariable").Device(DEVICE) MEMORY, __VA_ARGS__);             \
+  REGISTER_KERNEL_BUILDER(Name(NAME "Group").Device(DEVICE) MEMORY, __VA_ARGS__)
 
 #define SWA_REGISTER_DEVICE(DEVICE_TYPE, DEVICE, MEMORY_STEP, MEMORY_DECAY)                      \
   SWA_REGISTER_VARIANTS("SWAAssign", DEVICE, MEMORY_STEP,                                         \

@@ -5,7 +5,9 @@
 //   <Op>Ref        TF1 reference variables (Ref(T) inputs), returning the updated reference;
 //   <Op>N          grouped: N averages (and N of each debias state variable) updated by one op,
 //                  the N values as tensors;
-//   <Op>NVariable  grouped, the N values as resource handles.
+//   <Op>NVariable  grouped, the N values as resource handles;
+//   <Op>Group      grouped, the variables as one SWAVariableGroup handle: its members are the
+//                  lists of variables updated, then the values, unless the values are tensors (each of dtype T).
 // Inputs, in this order: the variables updated, the value(s), the scalar step or decay.
 #include <string>
 #include <vector>
@@ -72,19 +74,28 @@ void Register(const OpDefBuilder& builder) {
 
 // Registers the five variants of `op` (see the top of this file).
 void RegisterVariants(const UpdateOp& op) {
-  enum Kind { kTensorValue, kVariableValue, kRef, kGroupedTensorValues, kGroupedVariableValues };
-  const char* suffixes[] = {"", "Variable", "Ref", "N", "NVariable"};
+  enum Kind {
+    kTensorValue, kVariableValue, kRef, kGroupedTensorValues, kGroupedVariableValues, kGroup
+  };
+  const char* suffixes[] = {"", "Variable", "Ref", "N", "NVariable", "Group"};
   const std::string scalar_attr = absl::StrCat("T", op.scalar);
-  for (int kind = kTensorValue; kind <= kGroupedVariableValues; ++kind) {
+  for (int kind = kTensorValue; kind <= kGroup; ++kind) {
     const bool grouped = kind == kGroupedTensorValues || kind == kGroupedVariableValues;
     const bool variable_value = kind == kVariableValue || kind == kGroupedVariableValues;
     OpDefBuilder builder(absl::StrCat(op.name, suffixes[kind]));
-    for (const std::string& state : op.state) {
-      const char* type = kind == kRef ? "Ref(T)" : grouped ? "N * resource" : "resource";
-      builder.Input(absl::StrCat(grouped ? state + "s" : state, ": ", type));
+    if (kind == kGroup) {
+      // The value tensors' dtypes are a list attribute, so that T can be given with none.
+      builder.Input("group: resource")
+          .Input("values: Tvalues")
+          .Attr("Tvalues: list({half, bfloat16, float, double}) >= 0");
+    } else {
+      for (const std::string& state : op.state) {
+        const char* type = kind == kRef ? "Ref(T)" : grouped ? "N * resource" : "resource";
+        builder.Input(absl::StrCat(grouped ? state + "s" : state, ": ", type));
+      }
+      builder.Input(absl::StrCat(grouped ? "values: N * " : "value: ",
+                                 variable_value ? "resource" : "T"));
     }
-    builder.Input(absl::StrCat(grouped ? "values: N * " : "value: ",
-                               variable_value ? "resource" : "T"));
     builder.Input(absl::StrCat(op.scalar, ": ", scalar_attr));
     // G flags (usually 0 or 1): with a false one the op validates its inputs and changes
     // nothing (the non-finite guard: AllFinite's result, decided with no host sync).
@@ -114,7 +125,16 @@ bool RegisterAll() {
   // average <- biased / (1 - decay ** local_step).
   RegisterVariants({"DebiasedEMA", {"average", "biased", "local_step"}, "decay",
                     "{half, bfloat16, float, double}"});
-  // True when every element of every value (tensors or resource variables) is finite.
+  // One handle for N resource variables of one device, which `...Group` ops take in place of
+  // their variable lists (it holds the variables; freed with its last tensor).
+  Register(OpDefBuilder("SWAVariableGroup")
+               .Input("variables: N * resource")
+               .Output("group: resource")
+               .Attr("N: int >= 1")
+               .SetIsStateful()
+               .SetShapeFn(tensorflow::shape_inference::ScalarShape));
+  // True when every element of every value (tensors or resource variables, or the members of a
+  // SWAVariableGroup given as the only input) is finite.
   Register(OpDefBuilder("AllFinite")
                .Input("values: Tvalues")
                .Output("all_finite: bool")

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "variable_group.h"
 #if SWA_OPS_WITH_CUDA
 #include "tensorflow/core/framework/device_base.h"
 #include "xla/stream_executor/stream.h"
@@ -31,6 +32,13 @@ absl::Status CheckHandleInputs(OpKernelContext* ctx) {
 }
 
 std::string DescribeVariableInput(OpKernelContext* ctx, int index) {
+  if (ctx->num_inputs() > 0 && IsGroupInput(ctx, 0)) {  // A `...Group` op: member `index`.
+    tensorflow::core::RefCountPtr<VariableGroup> group;
+    if (GroupInput(ctx, 0, &group).ok() && index < group->size()) {
+      return absl::StrCat("'", group->handle(index).name(), "'");
+    }
+    return absl::StrCat("#", index, " of the group");
+  }
   if (ctx->input_dtype(index) == tensorflow::DT_RESOURCE) {
     const tensorflow::ResourceHandle& handle = tensorflow::HandleFromInput(ctx, index);
     return absl::StrCat("'", handle.name(), "'");
@@ -51,8 +59,12 @@ constexpr char kUninitialized[] = " is uninitialized: run its initializer first"
 }  // namespace
 
 absl::Status FindVariable(OpKernelContext* ctx, int index, const char* role, VarPtr* var) {
+  return FindVariableByHandle(ctx, tensorflow::HandleFromInput(ctx, index), index, role, var);
+}
+
+absl::Status FindVariableByHandle(OpKernelContext* ctx, const tensorflow::ResourceHandle& handle,
+                                  int index, const char* role, VarPtr* var) {
   // Messages are built only for an error: this runs for every variable of every update.
-  const tensorflow::ResourceHandle& handle = tensorflow::HandleFromInput(ctx, index);
   const std::string& op_device = ctx->device()->attributes().name();
   if (!handle.device().empty() && handle.device() != op_device) {
     return absl::InvalidArgumentError(absl::StrCat(Where(ctx, index, role), " lives on ",
@@ -81,22 +93,15 @@ absl::Status CheckInitialized(OpKernelContext* ctx, int index, Var* var, DataTyp
   return absl::OkStatus();
 }
 
-absl::Status LookupVariable(OpKernelContext* ctx, int index, DataType dtype, const char* role,
-                            VarPtr* var, DataType* actual) {
-  TF_RETURN_IF_ERROR(FindVariable(ctx, index, role, var));
-  tsl::tf_shared_lock lock(*(*var)->mu());
-  TF_RETURN_IF_ERROR(CheckInitialized(ctx, index, var->get(), dtype, role));
-  if (actual != nullptr) *actual = (*var)->tensor()->dtype();
-  return absl::OkStatus();
-}
-
-absl::Status CheckVariableInput(OpKernelContext* ctx, int index, DataType dtype, const char* role,
-                                VarPtr* var, DataType* actual) {
-  if (ctx->input_dtype(index) == tensorflow::DT_RESOURCE) {
-    return LookupVariable(ctx, index, dtype, role, var, actual);
+absl::Status CheckVariableInput(OpKernelContext* ctx, int index, Var* var, DataType dtype,
+                                const char* role, DataType* actual) {
+  if (var != nullptr) {
+    tsl::tf_shared_lock lock(*var->mu());
+    TF_RETURN_IF_ERROR(CheckInitialized(ctx, index, var, dtype, role));
+    if (actual != nullptr) *actual = var->tensor()->dtype();
+    return absl::OkStatus();
   }
   // Reference input: the op definition already fixes its dtype to T.
-  var->reset();
   if (!ctx->mutable_input(index, /*lock_held=*/false).IsInitialized()) {
     return absl::FailedPreconditionError(absl::StrCat(Where(ctx, index, role), kUninitialized));
   }
@@ -104,11 +109,16 @@ absl::Status CheckVariableInput(OpKernelContext* ctx, int index, DataType dtype,
   return absl::OkStatus();
 }
 
-absl::Status ShareVariableTensor(OpKernelContext* ctx, int index, tensorflow::Tensor* out) {
-  VarPtr var;
-  TF_RETURN_IF_ERROR(FindVariable(ctx, index, "value", &var));
+absl::Status LookupVariable(OpKernelContext* ctx, int index, DataType dtype, const char* role,
+                            VarPtr* var, DataType* actual) {
+  TF_RETURN_IF_ERROR(FindVariable(ctx, index, role, var));
+  return CheckVariableInput(ctx, index, var->get(), dtype, role, actual);
+}
+
+absl::Status ShareVariableTensor(OpKernelContext* ctx, int index, Var* var,
+                                 tensorflow::Tensor* out) {
   tsl::tf_shared_lock lock(*var->mu());
-  TF_RETURN_IF_ERROR(CheckInitialized(ctx, index, var.get(), tensorflow::DT_INVALID, "value"));
+  TF_RETURN_IF_ERROR(CheckInitialized(ctx, index, var, tensorflow::DT_INVALID, "value"));
   *out = *var->tensor();
   return absl::OkStatus();
 }

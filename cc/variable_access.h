@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/resource_var.h"
@@ -29,7 +30,8 @@
 namespace swa_ops {
 
 // A name for variable input `index` in error messages: the variable's shared name for a resource
-// handle, the producing node for a reference variable.
+// handle (or, in a `...Group` op, for member `index` of the group), the producing node for a
+// reference variable.
 std::string DescribeVariableInput(tensorflow::OpKernelContext* ctx, int index);
 
 // Checks that every resource input holds exactly one handle (a graph can feed a resource
@@ -45,27 +47,31 @@ using VarPtr = tensorflow::core::RefCountPtr<tensorflow::Var>;
 absl::Status FindVariable(tensorflow::OpKernelContext* ctx, int index, const char* role,
                           VarPtr* var);
 
+// FindVariable for `handle`, the handle of variable `index` (an input's, or a group member's).
+absl::Status FindVariableByHandle(tensorflow::OpKernelContext* ctx,
+                                  const tensorflow::ResourceHandle& handle, int index,
+                                  const char* role, VarPtr* var);
+
 // Checks that `var`, the variable at input `index`, is initialised and (unless `dtype` is
 // DT_INVALID) has `dtype`. REQUIRES: var->mu() held, shared or exclusive.
 absl::Status CheckInitialized(tensorflow::OpKernelContext* ctx, int index, tensorflow::Var* var,
                               tensorflow::DataType dtype, const char* role);
 
-// FindVariable, then CheckInitialized under a shared lock; `*actual` (if given) receives the
-// variable's dtype.
+// Checks, without writing anything, that variable `index` is initialised and of `dtype` (any
+// dtype if DT_INVALID): the resource variable `var` (FindVariable's, or a group member), or, with
+// `var` null, the reference input `index` (of the op's T). `*actual` (if given) receives its dtype.
+absl::Status CheckVariableInput(tensorflow::OpKernelContext* ctx, int index, tensorflow::Var* var,
+                                tensorflow::DataType dtype, const char* role,
+                                tensorflow::DataType* actual = nullptr);
+
+// FindVariable, then CheckVariableInput.
 absl::Status LookupVariable(tensorflow::OpKernelContext* ctx, int index, tensorflow::DataType dtype,
                             const char* role, VarPtr* var,
                             tensorflow::DataType* actual = nullptr);
 
-// Checks, without writing anything, that input `index` (a resource handle or a reference) is a
-// live, initialised variable of `dtype` (any dtype if DT_INVALID; a reference has the op's T).
-// `*var` receives the resource variable (null for a reference), `*actual` (if given) its dtype.
-absl::Status CheckVariableInput(tensorflow::OpKernelContext* ctx, int index,
-                                tensorflow::DataType dtype, const char* role, VarPtr* var,
-                                tensorflow::DataType* actual = nullptr);
-
-// The current tensor of the resource variable at input `index` (shared, not copied: for a
-// read-only scan such as AllFinite), after checking it exists and is initialised.
-absl::Status ShareVariableTensor(tensorflow::OpKernelContext* ctx, int index,
+// The current tensor of `var`, variable `index` (shared, not copied: for a read-only scan such as
+// AllFinite), after checking it is initialised.
+absl::Status ShareVariableTensor(tensorflow::OpKernelContext* ctx, int index, tensorflow::Var* var,
                                  tensorflow::Tensor* out);
 
 // Locks each distinct mutex once, in address order (so ops sharing variables cannot deadlock),
@@ -141,7 +147,7 @@ class LockedVariables {
  public:
   // vars[i]: the variable of input i, looked up and checked (CheckVariableInput), null for a
   // reference input. `vars` must outlive this object.
-  LockedVariables(tensorflow::OpKernelContext* ctx, const std::vector<VarPtr>& vars,
+  LockedVariables(tensorflow::OpKernelContext* ctx, absl::Span<const VarPtr> vars,
                   bool use_locking)
       : ctx_(ctx), vars_(vars), use_locking_(use_locking) {
     std::vector<tsl::mutex*> mutexes;
@@ -169,7 +175,7 @@ class LockedVariables {
 
  private:
   tensorflow::OpKernelContext* ctx_;
-  const std::vector<VarPtr>& vars_;
+  absl::Span<const VarPtr> vars_;
   bool use_locking_;
   absl::Status status_;
   std::optional<OrderedLocks> locks_;

@@ -220,6 +220,10 @@ class State:
       self.oracle.ema(value, EMA_DECAY)
     else:
       self.oracle.debiased(value, DEBIAS_DECAY)
+    # The op stores each update in the variables' dtype: so does the oracle.
+    self.oracle.average = self.oracle.average.astype(self.dtype).astype(np.float64)
+    if self.kind == "debiased":
+      self.oracle.biased = self.oracle.biased.astype(self.dtype).astype(np.float64)
 
   def assert_matches_oracle(self):
     np.testing.assert_allclose(self.mode.read(self.average), self.oracle.average, rtol=1e-6,
@@ -1176,8 +1180,19 @@ GROUP = 5
 MIDDLE = 2
 GROUP_OPS = {"swa": "SWAAssignN", "ema": "EMAAssignN", "debiased": "DebiasedEMAN"}
 _GROUP_RAW = {"swa": "swa_assign_n", "ema": "ema_assign_n", "debiased": "debiased_eman"}
-VARIANTS = ("tensor", "variable")
+_GROUP_HANDLE_RAW = {"swa": "swa_assign_group", "ema": "ema_assign_group",
+                     "debiased": "debiased_ema_group"}
+# How the op takes the group: value tensors (<Op>N), value handles (<Op>NVariable), or one
+# SWAVariableGroup handle (<Op>Group) holding the state lists and the value variables ("group")
+# or the state lists alone, the values as tensors ("group-tensor").
+VARIANTS = ("tensor", "variable")  # A case for one of these is tried with its group variant too.
+_GROUP_OF = {"variable": "group", "tensor": "group-tensor"}
+ALL_VARIANTS = VARIANTS + tuple(_GROUP_OF.values())
 
+
+def _variable_values(variant):
+  """Whether `variant` takes the values as variables (else as tensors)."""
+  return variant in ("variable", "group")
 
 def _member_value(i, dtype=np.float32):
   return (VALUE + i).astype(dtype)
@@ -1208,7 +1223,7 @@ class Group:
     return lists
 
   def value_inputs(self, variant):
-    if variant == "variable":
+    if _variable_values(variant):
       return [v.handle for v in self.values]
     return [tf.constant(_member_value(i, self.dtype)) for i in range(GROUP)]
 
@@ -1216,12 +1231,19 @@ class Group:
     return self.members[0].scalar()
 
   def build(self, variant, lists=None, values=None, scalar=None, **attrs):
-    op = getattr(library, _GROUP_RAW[self.kind] + ("_variable" if variant == "variable" else ""))
-    if variant == "variable":
+    lists = self.lists() if lists is None else lists
+    values = self.value_inputs(variant) if values is None else values
+    scalar = self.scalar() if scalar is None else scalar
+    if variant != "tensor":
       attrs.setdefault("T", tf.as_dtype(self.dtype))
-    return op(*(self.lists() if lists is None else lists),
-              self.value_inputs(variant) if values is None else values,
-              self.scalar() if scalar is None else scalar, **attrs)
+    if variant.startswith("group"):
+      members = [handle for handles in lists for handle in handles]
+      if variant == "group":
+        members, values = members + list(values), []
+      op = getattr(library, _GROUP_HANDLE_RAW[self.kind])
+      return op(library.swa_variable_group(members), values, scalar, **attrs)
+    op = getattr(library, _GROUP_RAW[self.kind] + ("_variable" if variant == "variable" else ""))
+    return op(*lists, values, scalar, **attrs)
 
   def assert_unchanged(self):
     for member in self.members:
@@ -1230,7 +1252,7 @@ class Group:
       np.testing.assert_array_equal(self.mode.read(value), _member_value(i, self.dtype))
 
   def valid_update(self):
-    for variant in VARIANTS:
+    for variant in ALL_VARIANTS:
       self.mode.run(lambda: self.build(variant))  # pylint: disable=cell-var-from-loop
       for i, member in enumerate(self.members):
         member.advance_oracle(_member_value(i, np.float64))
@@ -1296,7 +1318,7 @@ def _(g, variant):
   """float16 averages (debias state too), float32 values: an average is its value's dtype or
   wider, never narrower."""
   narrow = Group(g.mode, g.kind, g.prefix + "h", np.float16)
-  attrs = {"T": tf.float32} if variant == "variable" else {}
+  attrs = {"T": tf.float32} if variant != "tensor" else {}
 
   def after():
     narrow.assert_unchanged()
@@ -1308,7 +1330,7 @@ def _(g, variant):
 
 @grouped_case("value-shape")
 def _(g, variant):
-  if variant == "variable":
+  if _variable_values(variant):
     bad = g.mode.variable(np.ones(2, np.float32), g.prefix + "_bad_value")
     values = lambda: _replaced(g.value_inputs(variant), MIDDLE, bad.handle)  # noqa: E731
   else:
@@ -1329,9 +1351,13 @@ def _(g, variant):
 
 @grouped_case("value-float64-tensor", variants=("tensor",))
 def _(g, variant):
-  return Bad(lambda: g.build(variant, values=_replaced(g.value_inputs(variant), MIDDLE,
-                                                       tf.constant(VALUE, tf.float64))),
-             AtBuild(TypeError), [re.compile("float64|double")])
+  """<Op>N infers T from the values: the graph cannot be built. <Op>Group is given T (the values
+  may be none): the kernel refuses a value tensor of another dtype."""
+  build = lambda: g.build(variant, values=_replaced(g.value_inputs(variant), MIDDLE,  # noqa
+                                                    tf.constant(VALUE, tf.float64)))
+  if variant == "group-tensor":
+    return Bad(build, tf.errors.InvalidArgumentError, ["must have dtype T = float", "double"])
+  return Bad(build, AtBuild(TypeError), [re.compile("float64|double")])
 
 
 def _missing(role, how):
@@ -1425,8 +1451,11 @@ def _(g, variant):
 
 @grouped_case("lists-of-different-lengths")
 def _(g, variant):
-  return Bad(lambda: g.build(variant, values=g.value_inputs(variant)[:GROUP - 1]),
-             AtBuild(ValueError), ["match"])
+  """<Op>N's lists have one length attribute; a group's size is checked by the kernel."""
+  build = lambda: g.build(variant, values=g.value_inputs(variant)[:GROUP - 1])  # noqa: E731
+  if variant.startswith("group"):
+    return Bad(build, tf.errors.InvalidArgumentError, ["the group holds", "lists of one length"])
+  return Bad(build, AtBuild(ValueError), ["match"])
 
 
 @grouped_case("apply_if-non-scalar")
@@ -1471,10 +1500,13 @@ grouped_case("decay-1-debiased", kinds=("debiased",))(
 
 
 def _grouped_params():
+  suffixes = {"tensor": "", "variable": "Variable", "group": "Group",
+              "group-tensor": "Group-tensors"}
   for case, (kinds, variants, _) in GROUPED_CASES.items():
     for kind in kinds:
-      for variant in variants:
-        op = GROUP_OPS[kind] + ("Variable" if variant == "variable" else "")
+      for variant in variants + tuple(_GROUP_OF[v] for v in variants if v in _GROUP_OF):
+        op = (GROUP_OPS[kind][:-1] if variant.startswith("group") else GROUP_OPS[kind]) + (
+            suffixes[variant])
         yield pytest.param(kind, variant, case, id="%s-%s" % (op, case))
 
 

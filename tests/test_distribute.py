@@ -99,9 +99,9 @@ def test_mirrored_averages_equal_the_oracle_and_the_single_device_result(mirrore
 
 
 @pytest.mark.parametrize("mode, per_device", [
-    ("replica_function", ["AllFinite", "SWAAssignNVariable"]),
+    ("replica_function", ["AllFinite", "SWAAssignGroup"]),
     # One op for the three variables, one for the Tensor (a group of its own).
-    ("cross_function", ["AllFinite", "SWAAssign", "SWAAssignNVariable"]),
+    ("cross_function", ["AllFinite", "SWAAssign", "SWAAssignGroup"]),
 ])
 def test_one_grouped_update_op_per_replica_device(mirrored, mode, per_device):
   ops = np.load(mirrored / (mode + ".npz"))["ops"].tolist()

@@ -1,4 +1,4 @@
-"""The grouped ops (SWAAssignN, DebiasedEMAN, ...): one op for a list of variables."""
+"""The grouped ops (SWAAssignN, SWAAssignGroup, DebiasedEMAN, ...): one op for a list of variables."""
 import collections
 import threading
 
@@ -26,19 +26,35 @@ def _trace(variables, grouped):
 
 
 def test_traced_apply_over_200_variables_is_one_op_per_dtype():
+  """In tf.function each (device, dtype) group is one SWAAssignGroup op on one captured group
+  handle: nothing in the graph grows with the number of variables."""
   variables = [tf.Variable(tf.zeros([i % 7 + 1], tf.float32 if i % 2 else tf.float64))
                for i in range(200)]
   _, update = _trace(variables, grouped=True)
   ops = update.get_concrete_function().graph.get_operations()
   counter = collections.Counter(op.type for op in ops)
-  assert counter["SWAAssignNVariable"] == 2, counter  # float32 and float64.
+  assert counter["SWAAssignGroup"] == 2, counter  # float32 and float64.
+  # Inputs: the group, the step (no value tensors, no guard).
+  assert {len(op.inputs) for op in ops if op.type == "SWAAssignGroup"} == {2}
+  assert not any(t.startswith("SWAAssign") and t != "SWAAssignGroup" for t in counter)
+  # Captured: the two groups and the step variable.
+  assert counter["Placeholder"] == 3, counter
+  others = sum(c for t, c in counter.items() if t not in ("Placeholder", "SWAAssignGroup"))
+  assert others <= 8, counter
+
+
+def test_graph_mode_apply_over_200_variables_is_one_op_per_dtype():
+  """In TF1 graph mode (no eager handles to group) each group is one SWAAssignNVariable op
+  taking the handles."""
+  with tf.Graph().as_default() as graph:
+    variables = [tf.compat.v1.Variable(tf.zeros([i % 7 + 1], tf.float32 if i % 2 else tf.float64),
+                                       use_resource=True) for i in range(200)]
+    swa_ops.SWAMovingAverage(0).apply(variables)
+    ops = graph.get_operations()
+  counter = collections.Counter(op.type for op in ops)
+  assert counter["SWAAssignNVariable"] == 2, counter
   assert {len(op.inputs) for op in ops if op.type == "SWAAssignNVariable"} == {2 * 100 + 1}
   assert not any(t.startswith("SWAAssign") and t != "SWAAssignNVariable" for t in counter)
-  # Everything else: the captured handles and a few ops independent of the number of variables.
-  per_variable = counter["Placeholder"] - (2 * 200 + 1)
-  assert per_variable == 0, counter
-  others = sum(c for t, c in counter.items() if t not in ("Placeholder", "SWAAssignNVariable"))
-  assert others <= 8, counter
 
 
 @pytest.mark.parametrize("mode", ["eager", "function"])
@@ -91,7 +107,7 @@ def test_grouped_zero_debiased_tensors_match_per_variable():
       update()
     graph_ops = collections.Counter(
         op.type for op in update.get_concrete_function().graph.get_operations())
-    assert graph_ops["DebiasedEMAN" if grouped else "DebiasedEMA"] == (1 if grouped else 3)
+    assert graph_ops["DebiasedEMAGroup" if grouped else "DebiasedEMA"] == (1 if grouped else 3)
     outputs.append([swa.average(tensors[i]).numpy() for i in range(len(variables))])
   for grouped, single in zip(*outputs):
     np.testing.assert_array_equal(grouped, single)

@@ -90,7 +90,7 @@ def test_mixed_dtypes_in_one_apply_group_by_value_dtype():
     np.testing.assert_array_equal(swa.average(var).numpy(), swa_oracle(snaps, tf.float32))
   graph = apply.get_concrete_function().graph
   update_ops = [op for op in graph.get_operations() if op.type.startswith("SWAAssign")]
-  assert [op.type for op in update_ops] == ["SWAAssignNVariable"] * 3
+  assert [op.type for op in update_ops] == ["SWAAssignGroup"] * 3
   assert sorted(op.get_attr("T").name for op in update_ops) == ["bfloat16", "float16", "float32"]
 
 

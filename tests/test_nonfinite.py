@@ -75,10 +75,10 @@ def test_one_all_finite_op_guards_every_update_op():
 
   ops = update.get_concrete_function().graph.get_operations()
   types = collections.Counter(op.type for op in ops)
-  assert types["AllFinite"] == 1 and types["SWAAssignNVariable"] == 2, types
+  assert types["AllFinite"] == 1 and types["SWAAssignGroup"] == 2, types
   finite = next(op for op in ops if op.type == "AllFinite").outputs[0]
   for op in ops:
-    if op.type == "SWAAssignNVariable":
+    if op.type == "SWAAssignGroup":
       assert op.inputs[-1] is finite
 
 

@@ -16,8 +16,22 @@ from swa_ops import _ops
 
 # use_locking: exclusive locks during the update. schedule: SWA's (start, period).
 # apply_if: None, or a boolean scalar Tensor; when false the update changes nothing.
-Options = collections.namedtuple("Options", ["use_locking", "schedule", "apply_if"],
-                                 defaults=[False, (0, 1), None])
+# groups: None, or the `_ops.VariableGroups` that the grouped updates take their groups from.
+Options = collections.namedtuple("Options", ["use_locking", "schedule", "apply_if", "groups"],
+                                 defaults=[False, (0, 1), None, None])
+
+
+def _group(options, variables, values):
+  """(group, value tensors) for a `...Group` op on `variables` (the variables updated) and
+  `values` (all resource variables, which join the group, or all Tensors), or (None, None) where
+  there are no groups (TF1 graph mode: the `...N` ops take the variables)."""
+  if options.groups is None:
+    return None, None
+  if _ops.is_resource_variable(values[0]):  # A group's values are all alike (averager._groups).
+    group = options.groups.get(list(variables) + list(values))
+    return (None, None) if group is None else (group, [])
+  group = options.groups.get(list(variables))
+  return (None, None) if group is None else (group, values)
 
 
 class FusedBackend:
@@ -32,6 +46,11 @@ class FusedBackend:
                            apply_if=options.apply_if)
 
   def swa_group(self, averages, values, step, options):
+    group, tensors = _group(options, averages, values)
+    if group is not None:
+      return _ops.swa_assign_group(group, tensors, step, values[0].dtype.base_dtype,
+                                   use_locking=options.use_locking, start=options.schedule[0],
+                                   period=options.schedule[1], apply_if=options.apply_if)
     return _ops.swa_assign_n(averages, values, step, use_locking=options.use_locking,
                              start=options.schedule[0], period=options.schedule[1],
                              apply_if=options.apply_if)
@@ -53,11 +72,15 @@ class FusedBackend:
                              use_locking=options.use_locking, apply_if=options.apply_if)
 
   def debiased_group(self, averages, biased, local_steps, values, decay, options):
+    group, tensors = _group(options, list(averages) + list(biased) + list(local_steps), values)
+    if group is not None:
+      return _ops.debiased_ema_group(group, tensors, decay, values[0].dtype.base_dtype,
+                                     use_locking=options.use_locking, apply_if=options.apply_if)
     return _ops.debiased_ema_n(averages, biased, local_steps, values, decay,
                                use_locking=options.use_locking, apply_if=options.apply_if)
 
-  def all_finite(self, values):
-    return _ops.all_finite(values)
+  def all_finite(self, values, options):
+    return _ops.all_finite(values, groups=options.groups)
 
 
 class ReferenceBackend:
@@ -97,7 +120,7 @@ class ReferenceBackend:
       debiased = biased.read_value() / (1 - tf.pow(1.0 - weight, local_step.read_value()))
       return tf.compat.v1.assign_sub(average, average - debiased, use_locking=options.use_locking)
 
-  def all_finite(self, values):
+  def all_finite(self, values, options):
     raise _errors.ArgumentError("swa_ops.reference has no non-finite guard (skip_nonfinite): "
                                 "the reference lets NaN and Inf propagate")
 

@@ -8,11 +8,13 @@ Each update has three raw variants (see cc/swa_ops.cc); the wrappers here pick t
 the variables passed: resource variables are passed as handles (the value too when it is a
 resource variable, so the op reads it itself), TF1 reference variables through the `*Ref` ops.
 """
+import copy
 import os
 
 import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import resource_variable_ops
+from tensorflow.python.trackable import resource
 
 from swa_ops import _errors
 
@@ -52,8 +54,8 @@ library = _load_library()
 
 UPDATE_OPS = ("SWAAssign", "EMAAssign", "DebiasedEMA")
 RAW_OP_NAMES = tuple(name + variant for name in UPDATE_OPS
-                     for variant in ("", "Variable", "Ref", "N", "NVariable")) + (
-                         "SwapVariablesN", "AllFinite")
+                     for variant in ("", "Variable", "Ref", "N", "NVariable", "Group")) + (
+                         "SwapVariablesN", "AllFinite", "SWAVariableGroup")
 for _name in RAW_OP_NAMES:
   tf_ops.NotDifferentiable(_name)
 
@@ -122,6 +124,68 @@ def _run_grouped(raw_op, state_lists, values, scalar, use_locking, name, apply_i
                                   **attrs)
 
 
+class _VariableGroup(resource.CapturableResource):
+  """A `SWAVariableGroup` handle as a resource a tf.function can capture (and SavedModel
+  recreate, from the tracked variables, when it exports such a function)."""
+
+  def __init__(self, variables):
+    super().__init__(device=variables[0].device)
+    self._members = list(variables)
+
+  def _create_resource(self):
+    return library.swa_variable_group([variable.handle for variable in self._members])
+
+  def _deserialization_dependencies(self, children):
+    # Saved and restored after the variables, which _export_to_saved_model_graph maps.
+    return {"member_%d" % i: variable for i, variable in enumerate(self._members)}
+
+  def _export_to_saved_model_graph(self, object_map, tensor_map, **unused_kwargs):
+    exported = copy.copy(self)
+    exported._members = [object_map[variable] for variable in self._members]
+    exported._resource_handle = exported._create_resource()
+    object_map[self] = exported
+    tensor_map[self.resource_handle] = exported._resource_handle
+    return [self.resource_handle]
+
+
+class VariableGroups:
+  """`SWAVariableGroup` handles (one handle for a list of resource variables of one device, taken
+  by the `...Group` ops in place of the list), made once per list and kept with the variables.
+
+  Used where the variables' handles are eager (TF2: eager code and tf.function, which then
+  captures one tensor per group instead of one per variable); `get` returns None elsewhere (TF1
+  graph mode), where the `...NVariable` ops take the handles."""
+
+  def __init__(self):
+    self._groups = {}  # tuple of variable ids -> _VariableGroup (which keeps the variables alive)
+
+  def get(self, variables):
+    if not tf.compat.v1.executing_eagerly_outside_functions():
+      return None
+    key = tuple(id(variable) for variable in variables)
+    group = self._groups.get(key)
+    if group is None:
+      group = _VariableGroup(variables)
+      with tf.init_scope():
+        group.resource_handle  # pylint: disable=pointless-statement
+      self._groups[key] = group
+    return group.resource_handle
+
+  def trackables(self):
+    """The groups, as SavedModel children: {name: resource}."""
+    return {"variable_group_%d" % i: group for i, group in enumerate(self._groups.values())}
+
+
+def _run_group(raw_op, group, values, scalar, value_dtype, use_locking, name, apply_if=None,
+               **attrs):
+  """Calls the `...Group` variant of `raw_op` on `group`; `values`: the value tensors, or empty
+  when the values are the group's last members."""
+  values = [tf.convert_to_tensor(value, dtype_hint=value_dtype) for value in values]
+  return getattr(library, raw_op + "_group")(group, values, scalar, _guards(apply_if),
+                                             T=value_dtype, use_locking=use_locking, name=name,
+                                             **attrs)
+
+
 def swa_assign(average, value, step, use_locking=False, name=None, start=0, period=1,
                apply_if=None):
   """average <- average - (average - value) / (k + 1); the weight computed in float64; k = step,
@@ -162,6 +226,22 @@ def debiased_ema_n(averages, biased, local_steps, values, decay, use_locking=Fal
                       use_locking, name, apply_if)
 
 
+def swa_assign_group(group, values, step, value_dtype, use_locking=False, name=None, start=0,
+                     period=1, apply_if=None):
+  """`swa_assign_n` on a group of averages followed by value variables (`values` empty) or of
+  averages alone (`values`: one tensor per average, of dtype `value_dtype`)."""
+  return _run_group("swa_assign", group, values, step, value_dtype, use_locking, name, apply_if,
+                    start=start, period=period)
+
+
+def debiased_ema_group(group, values, decay, value_dtype, use_locking=False, name=None,
+                       apply_if=None):
+  """`debiased_ema_n` on a group of averages, then biased, then local_steps, then (`values`
+  empty) the value variables."""
+  return _run_group("debiased_ema", group, values, decay, value_dtype, use_locking, name,
+                    apply_if)
+
+
 def swap_variables(first, second, name=None):
   """Exchanges the values of first[i] and second[i] (resource variables of one dtype), as one
   op: the variables trade buffers, so the swap is bit-exact and copies nothing."""
@@ -170,9 +250,17 @@ def swap_variables(first, second, name=None):
                                   T=first[0].dtype.base_dtype, name=name)
 
 
-def all_finite(values, name=None):
+def all_finite(values, name=None, groups=None):
   """A boolean scalar: every element of every value (Variables or Tensors) is finite; one op
-  (one per device when the variables live on several: an op reads only its own device's)."""
+  (one per device when the variables live on several: an op reads only its own device's).
+  With `groups` (VariableGroups), resource variables of one host device are read through one
+  group handle."""
+  if groups is not None and all(is_resource_variable(value) for value in values):
+    devices = {value.device for value in values}
+    if len(devices) == 1 and ":GPU:" not in devices.pop().upper():
+      group = groups.get(values)
+      if group is not None:
+        return library.all_finite([group], name=name)
   # AllFinite has no GPU kernel: a variable on a GPU is read (and copied to the host) first.
   inputs, devices = [], []  # devices[i]: the device of handle inputs[i]; None for a Tensor.
   for value in values:

@@ -1,9 +1,11 @@
 """`SWAMovingAverage`: the reference's class, one fused op per variable."""
+import collections
 import contextlib
 import itertools
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.trackable import base
 from tensorflow.python.trackable import data_structures
 
 from swa_ops import _backends
@@ -12,6 +14,12 @@ from swa_ops import _errors
 from swa_ops import _ops
 from swa_ops import _state
 from swa_ops import moving_averages
+
+
+# values: the list averaged; groups: (debiased, averages, debias states, values) per update op
+# (or per variable); given: the var_list as passed (for an eager plan: its ids are the key).
+_Plan = collections.namedtuple("_Plan", ["values", "groups", "given"], defaults=[None])
+_MAX_EAGER_PLANS = 16
 
 
 def _step_tensor(num_updates):
@@ -132,11 +140,21 @@ class SWAMovingAverage(tf.Module):
                                            name=name + "/skipped_updates")
     # Keyed by variable (not checkpointable keys): each shadow is tracked by name instead.
     self._averages = data_structures.NoDependency({})  # _key(var) -> shadow Variable
+    self._eager_plans = data_structures.NoDependency({})  # ids of a var_list -> its _Plan
+    self._variable_groups = _ops.VariableGroups()
     self._debias_states = data_structures.NoDependency({})  # _key(tensor) -> (biased, local_step)
 
   @property
   def name(self):
     return self._name
+
+  def _trackable_children(self, save_type=base.SaveType.CHECKPOINT, **kwargs):
+    # A SavedModel of a function that applies the averager holds its variable groups (their
+    # handles are captured); checkpoints have nothing to save of them.
+    children = super()._trackable_children(save_type, **kwargs)
+    if save_type == base.SaveType.SAVEDMODEL:
+      children.update(self._variable_groups.trackables())
+    return children
 
   @property
   def variables(self):
@@ -164,6 +182,11 @@ class SWAMovingAverage(tf.Module):
     """
     if var_list is None:
       var_list = tf.compat.v1.trainable_variables()
+    eager_key = tuple(map(id, var_list)) if tf.executing_eagerly() else None
+    plan = self._eager_plans.get(eager_key)
+    if plan is not None:  # The same list as before: checked, and every shadow exists.
+      return self._update(plan.values, plan=plan)
+    given = list(var_list)
     var_list = [_state.unwrap(var) for var in var_list]
     if not var_list:
       raise _errors.ArgumentError(
@@ -190,22 +213,43 @@ class SWAMovingAverage(tf.Module):
       return _distribute.apply(self, strategy, var_list)
     for var in var_list:
       self._ensure_shadow(var)
-    return self._update(var_list)
+    plan = self._plan(var_list)
+    if eager_key is not None:
+      # Eager code applies the same list at every step: keep its plan (and the list, so that
+      # the ids in the key stay its objects').
+      if len(self._eager_plans) >= _MAX_EAGER_PLANS:
+        self._eager_plans.pop(next(iter(self._eager_plans)))
+      self._eager_plans[eager_key] = plan._replace(given=given)
+    return self._update(var_list, plan=plan)
 
-  def _update(self, var_list, component=None, count_skipped=True):
-    """The update of var_list's existing shadows. Under tf.distribute, `component` maps every
-    distributed variable (averaged, shadow, debias state, counter, step) to its component on
-    one replica's device, and the ops update that device's components only."""
+  def _plan(self, var_list, component=lambda value: value):
+    """The update groups of var_list (whose shadows exist), their members mapped by
+    `component`."""
+    groups = []
+    for debiased, group in self._groups(var_list):
+      averages = [component(self._averages[_key(var)]) for var in group]
+      states = [tuple(map(component, self._debias_states[_key(var)])) for var in group
+                if debiased]
+      groups.append((debiased, averages, states, [component(var) for var in group]))
+    return _Plan([component(var) for var in var_list], groups)
+
+  def _update(self, var_list, component=None, count_skipped=True, plan=None):
+    """The update of var_list's existing shadows (grouped by `plan`, if given). Under
+    tf.distribute, `component` maps every distributed variable (averaged, shadow, debias state,
+    counter, step) to its component on one replica's device, and the ops update that device's
+    components only."""
     component = component or (lambda value: value)
+    plan = plan or self._plan(var_list, component)
     with tf.name_scope(self._name) as scope:
       step = _step_tensor(component(self._num_updates))
-      options = _backends.Options(self._use_locking, self._schedule)
+      options = _backends.Options(self._use_locking, self._schedule,
+                                  groups=self._variable_groups)
       if self._skip_nonfinite:
-        finite = self._backend.all_finite([component(var) for var in var_list])
+        finite = self._backend.all_finite(plan.values, options)
         options = options._replace(apply_if=finite)
       updates = []
-      for debiased, group in self._groups(var_list):
-        updates.extend(self._update_group(step, debiased, group, options, component))
+      for debiased, averages, states, values in plan.groups:
+        updates.extend(self._update_group(step, debiased, averages, states, values, options))
       if self._skip_nonfinite and count_skipped:
         updates.append(component(self.skipped_updates).assign_add(
             tf.cast(tf.logical_not(finite), tf.int64), read_value=False))
@@ -227,12 +271,8 @@ class SWAMovingAverage(tf.Module):
       groups.setdefault(key, (debiased, []))[1].append(var)
     return groups.values()
 
-  def _update_group(self, step, debiased, group, options, component=lambda value: value):
-    """The update ops of one group: one grouped op, or one op per variable (of the components
-    `component` picks, under tf.distribute)."""
-    averages = [component(self._averages[_key(var)]) for var in group]
-    states = [tuple(map(component, self._debias_states[_key(var)])) for var in group if debiased]
-    group = [component(var) for var in group]
+  def _update_group(self, step, debiased, averages, states, group, options):
+    """The update ops of one group: one grouped op, or one op per variable."""
     with tf.name_scope("AssignMovingAvg"):
       if debiased:
         decay = self._backend.swa_decay(step)

@@ -86,7 +86,7 @@ def assign_with(backend, variable, value, decay, zero_debias=True, name=None,
     with tf.compat.v1.colocate_with(variable):
       options = _backends.Options(use_locking)
       if skip_nonfinite:
-        options = options._replace(apply_if=backend.all_finite([value]))
+        options = options._replace(apply_if=backend.all_finite([value], options))
       if zero_debias:
         biased, local_step = _state.debias_state(variable)
         update = backend.debiased(variable, biased, local_step, value, decay, options)
@@ -153,7 +153,7 @@ def _weighted_update(backend, value_x_weight, weight_average, value, weight, dec
     values = [as_value(value_x_weight, value * weight, what), as_value(weight_average, weight, what)]
     options = _backends.Options()
     if skip_nonfinite:
-      options = options._replace(apply_if=backend.all_finite(values))
+      options = options._replace(apply_if=backend.all_finite(values, options))
     update = backend.ema_group([value_x_weight, weight_average], values, as_decay(decay, what),
                                options)
     numerator = updated_value(value_x_weight, update)

@@ -1,0 +1,72 @@
+// VariableGroup and its op, SWAVariableGroup: N variable handles in, one group handle out.
+#include "variable_group.h"
+
+#include "absl/strings/str_cat.h"
+#include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/type_index.h"
+
+namespace swa_ops {
+
+using tensorflow::OpKernelContext;
+using tensorflow::ResourceHandle;
+
+std::string VariableGroup::DebugString() const {
+  return absl::StrCat("swa_ops variable group of ", handles_.size(), " variables");
+}
+
+bool IsGroupInput(OpKernelContext* ctx, int index) {
+  return ctx->input_dtype(index) == tensorflow::DT_RESOURCE &&
+         ctx->input(index).NumElements() == 1 &&
+         tensorflow::HandleFromInput(ctx, index).hash_code() ==
+             tensorflow::TypeIndex::Make<VariableGroup>().hash_code();
+}
+
+absl::Status GroupInput(OpKernelContext* ctx, int index,
+                        tensorflow::core::RefCountPtr<VariableGroup>* group) {
+  const ResourceHandle& handle = tensorflow::HandleFromInput(ctx, index);
+  const absl::Status found = tensorflow::LookupResource(ctx, handle, group);
+  if (found.ok()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      ctx->op_kernel().type_string(), " '", ctx->op_kernel().name(), "': input ", index,
+      " must be a variable group (SWAVariableGroup's output) made on the op's device: ",
+      found.message()));
+}
+
+namespace {
+
+class VariableGroupOp : public tensorflow::OpKernel {
+ public:
+  using OpKernel::OpKernel;
+
+  void Compute(OpKernelContext* ctx) override {
+    OP_REQUIRES_OK(ctx, CheckHandleInputs(ctx));
+    const std::string& device = ctx->device()->attributes().name();
+    std::vector<ResourceHandle> handles(ctx->num_inputs());
+    for (int index = 0; index < ctx->num_inputs(); ++index) {
+      handles[index] = tensorflow::HandleFromInput(ctx, index);
+      OP_REQUIRES(ctx, handles[index].device().empty() || handles[index].device() == device,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      type_string(), " '", name(), "': variable '", handles[index].name(),
+                      "' lives on ", handles[index].device(), " but the group is made on ",
+                      device, ": a group holds the variables of one device")));
+      OP_REQUIRES(ctx, !IsGroupInput(ctx, index),
+                  absl::InvalidArgumentError(absl::StrCat(type_string(), " '", name(),
+                                                          "': input ", index,
+                                                          " is a group, not a variable")));
+    }
+    tensorflow::Tensor* out = nullptr;
+    tensorflow::AllocatorAttributes on_host;
+    on_host.set_on_host(true);
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, tensorflow::TensorShape({}), &out, on_host));
+    out->scalar<ResourceHandle>()() =
+        ResourceHandle::MakeRefCountingHandle(new VariableGroup(std::move(handles)), device);
+  }
+};
+
+REGISTER_KERNEL_BUILDER(Name("SWAVariableGroup").Device(tensorflow::DEVICE_CPU), VariableGroupOp);
+#if SWA_OPS_WITH_CUDA
+REGISTER_KERNEL_BUILDER(Name("SWAVariableGroup").Device(tensorflow::DEVICE_GPU), VariableGroupOp);
+#endif
+
+}  // namespace
+}  // namespace swa_ops
