@@ -16,7 +16,7 @@ from swa_ops import _ops
 
 # use_locking: exclusive locks during the update. schedule: SWA's (start, period).
 # apply_if: None, or a boolean scalar Tensor; when false the update changes nothing.
-# groups: None, or the `_ops.VariableGroups` that the grouped updates take their groups from.
+# groups: None, or the `_groups.VariableGroups` that the grouped updates take their groups from.
 Options = collections.namedtuple("Options", ["use_locking", "schedule", "apply_if", "groups"],
                                  defaults=[False, (0, 1), None, None])
 

@@ -8,13 +8,11 @@ Each update has three raw variants (see cc/swa_ops.cc); the wrappers here pick t
 the variables passed: resource variables are passed as handles (the value too when it is a
 resource variable, so the op reads it itself), TF1 reference variables through the `*Ref` ops.
 """
-import copy
 import os
 
 import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import resource_variable_ops
-from tensorflow.python.trackable import resource
 
 from swa_ops import _errors
 
@@ -124,62 +122,10 @@ def _run_grouped(raw_op, state_lists, values, scalar, use_locking, name, apply_i
                                   **attrs)
 
 
-class _VariableGroup(resource.CapturableResource):
-  """A `SWAVariableGroup` handle as a resource a tf.function can capture (and SavedModel
-  recreate, from the tracked variables, when it exports such a function)."""
-
-  def __init__(self, variables):
-    super().__init__(device=variables[0].device)
-    self._members = list(variables)
-
-  def _create_resource(self):
-    return library.swa_variable_group([variable.handle for variable in self._members])
-
-  def _deserialization_dependencies(self, children):
-    # Saved and restored after the variables, which _export_to_saved_model_graph maps.
-    return {"member_%d" % i: variable for i, variable in enumerate(self._members)}
-
-  def _export_to_saved_model_graph(self, object_map, tensor_map, **unused_kwargs):
-    exported = copy.copy(self)
-    exported._members = [object_map[variable] for variable in self._members]
-    exported._resource_handle = exported._create_resource()
-    object_map[self] = exported
-    tensor_map[self.resource_handle] = exported._resource_handle
-    return [self.resource_handle]
-
-
-class VariableGroups:
-  """`SWAVariableGroup` handles (one handle for a list of resource variables of one device, taken
-  by the `...Group` ops in place of the list), made once per list and kept with the variables.
-
-  Used where the variables' handles are eager (TF2: eager code and tf.function, which then
-  captures one tensor per group instead of one per variable); `get` returns None elsewhere (TF1
-  graph mode), where the `...NVariable` ops take the handles."""
-
-  def __init__(self):
-    self._groups = {}  # tuple of variable ids -> _VariableGroup (which keeps the variables alive)
-
-  def get(self, variables):
-    if not tf.compat.v1.executing_eagerly_outside_functions():
-      return None
-    key = tuple(id(variable) for variable in variables)
-    group = self._groups.get(key)
-    if group is None:
-      group = _VariableGroup(variables)
-      with tf.init_scope():
-        group.resource_handle  # pylint: disable=pointless-statement
-      self._groups[key] = group
-    return group.resource_handle
-
-  def trackables(self):
-    """The groups, as SavedModel children: {name: resource}."""
-    return {"variable_group_%d" % i: group for i, group in enumerate(self._groups.values())}
-
-
 def _run_group(raw_op, group, values, scalar, value_dtype, use_locking, name, apply_if=None,
                **attrs):
-  """Calls the `...Group` variant of `raw_op` on `group`; `values`: the value tensors, or empty
-  when the values are the group's last members."""
+  """Calls the `...Group` variant of `raw_op` on `group` (a group handle, see _groups.py);
+  `values`: the value tensors, or empty when the values are the group's last members."""
   values = [tf.convert_to_tensor(value, dtype_hint=value_dtype) for value in values]
   return getattr(library, raw_op + "_group")(group, values, scalar, _guards(apply_if),
                                              T=value_dtype, use_locking=use_locking, name=name,
@@ -253,8 +199,8 @@ def swap_variables(first, second, name=None):
 def all_finite(values, name=None, groups=None):
   """A boolean scalar: every element of every value (Variables or Tensors) is finite; one op
   (one per device when the variables live on several: an op reads only its own device's).
-  With `groups` (VariableGroups), resource variables of one host device are read through one
-  group handle."""
+  With `groups` (_groups.VariableGroups), resource variables of one host device are read
+  through one group handle."""
   if groups is not None and all(is_resource_variable(value) for value in values):
     devices = {value.device for value in values}
     if len(devices) == 1 and ":GPU:" not in devices.pop().upper():

@@ -11,6 +11,7 @@ from tensorflow.python.trackable import data_structures
 from swa_ops import _backends
 from swa_ops import _distribute
 from swa_ops import _errors
+from swa_ops import _groups
 from swa_ops import _ops
 from swa_ops import _state
 from swa_ops import moving_averages
@@ -141,7 +142,7 @@ class SWAMovingAverage(tf.Module):
     # Keyed by variable (not checkpointable keys): each shadow is tracked by name instead.
     self._averages = data_structures.NoDependency({})  # _key(var) -> shadow Variable
     self._eager_plans = data_structures.NoDependency({})  # ids of a var_list -> its _Plan
-    self._variable_groups = _ops.VariableGroups()
+    self._variable_groups = _groups.VariableGroups()
     self._debias_states = data_structures.NoDependency({})  # _key(tensor) -> (biased, local_step)
 
   @property

@@ -1,0 +1,116 @@
+"""Variable groups: one `SWAVariableGroup` handle for a list of resource variables of one
+device, which the `...Group` ops take in place of the list.
+
+A tf.function that updates a group captures one tensor (the group's handle) instead of one per
+variable, and the op looks the variables up once, in the group, instead of at every update.
+
+The op's only resource input is then the group, so TensorFlow's automatic control dependencies
+would not order it with the other ops of the function that use its variables (an optimizer's
+update before it, an assignment after it). `_order_with_members`, registered with them, makes
+every op that takes a group (directly, or through a cond, loop or call) count as writing each
+member variable that the same function graph uses elsewhere.
+"""
+import copy
+import weakref
+
+import tensorflow as tf
+from tensorflow.python.framework import auto_control_deps
+from tensorflow.python.framework import func_graph
+from tensorflow.python.framework import ops as tf_ops
+from tensorflow.python.trackable import resource
+
+from swa_ops import _ops
+
+
+class _VariableGroup(resource.CapturableResource):
+  """A group handle as a resource a tf.function can capture, and SavedModel recreate from the
+  (tracked) variables when it exports such a function."""
+
+  def __init__(self, variables):
+    super().__init__(device=variables[0].device)
+    self.members = list(variables)
+
+  def _create_resource(self):
+    return _ops.library.swa_variable_group([variable.handle for variable in self.members])
+
+  def _deserialization_dependencies(self, children):
+    # Saved and restored after the variables, which _export_to_saved_model_graph maps.
+    return {"member_%d" % i: variable for i, variable in enumerate(self.members)}
+
+  def _export_to_saved_model_graph(self, object_map, tensor_map, **unused_kwargs):
+    exported = copy.copy(self)
+    exported.members = [object_map[variable] for variable in self.members]
+    exported._resource_handle = exported._create_resource()  # pylint: disable=protected-access
+    object_map[self] = exported
+    tensor_map[self.resource_handle] = exported._resource_handle  # pylint: disable=protected-access
+    return [self.resource_handle]
+
+
+class VariableGroups:
+  """The groups of one averager: made once per list of variables and kept with them.
+
+  Used where the variables' handles are eager (TF2: eager code and tf.function); `get` returns
+  None in TF1 graph mode, where the `...NVariable` ops take the handles instead."""
+
+  def __init__(self):
+    self._groups = {}  # tuple of variable ids -> _VariableGroup (which keeps the variables alive)
+
+  def get(self, variables):
+    """The group handle of `variables` (resource variables of one device), to pass to one
+    `...Group` op built right after (see `note_use`)."""
+    if not tf.compat.v1.executing_eagerly_outside_functions():
+      return None
+    key = tuple(id(variable) for variable in variables)
+    group = self._groups.get(key)
+    if group is None:
+      group = _VariableGroup(variables)
+      with tf.init_scope():
+        group.resource_handle  # pylint: disable=pointless-statement
+      self._groups[key] = group
+    _note_use(group)
+    return group.resource_handle
+
+  def trackables(self):
+    """The groups, as SavedModel children: {name: resource}."""
+    return {"variable_group_%d" % i: group for i, group in enumerate(self._groups.values())}
+
+
+# Function graph -> {tensor id of the tensor standing for a group's handle there: the group}.
+_GROUP_USES = weakref.WeakKeyDictionary()
+
+
+def _captured(graph, tensor):
+  """The placeholder standing for eager `tensor` in function graph `graph` (nested function
+  graphs capture eager tensors directly too), or None if `graph` has not captured it."""
+  return graph._function_captures.by_val_internal.get(id(tensor))  # pylint: disable=protected-access
+
+
+def _note_use(group):
+  """Captures `group`'s handle in the default graph and each function graph around it (those
+  would, for the cond, loop or call that the op ends up in), and records the placeholders."""
+  graph = tf.compat.v1.get_default_graph()
+  while isinstance(graph, func_graph.FuncGraph):
+    with graph.as_default():
+      internal = graph.capture(group.resource_handle)
+    _GROUP_USES.setdefault(graph, {})[tf_ops.tensor_id(internal)] = group
+    graph = graph.outer_graph
+
+
+@auto_control_deps.register_acd_resource_resolver
+def _order_with_members(op, reads, writes):
+  """An op using a group's handle writes (for ordering) every member variable that its graph
+  has captured: ordered after the ops before it that use one, and before those after it."""
+  uses = _GROUP_USES.get(op.graph)
+  if not uses:
+    return False
+  added = False
+  for handle in list(reads) + list(writes):
+    group = uses.get(tf_ops.tensor_id(handle))
+    if group is None:
+      continue
+    for member in group.members:
+      internal = _captured(op.graph, member.handle)
+      if internal is not None and internal not in writes:
+        writes.add(internal)
+        added = True
+  return added
