@@ -14,7 +14,8 @@ values), these paths:
   swa_ops tf.function    `swa_ops.SWAMovingAverage(step).apply(vars)` inside a tf.function that
                          also increments `step` (an int64 tf.Variable); shadows are created at
                          the first trace. This is the default, grouped path: one
-                         `SWAAssignNVariable` op per (device, dtype) group of variables.
+                         `SWAAssignGroup` op per (device, dtype) group of variables, on one
+                         captured group handle (not one captured handle per variable).
   swa_ops per-variable tf.function
                          the same with `SWAMovingAverage(step, grouped=False)`: one
                          `SWAAssignVariable` op per variable (the path before grouping).

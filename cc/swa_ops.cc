@@ -1,4 +1,4 @@
-// Op definitions. Each update comes in five variants:
+// Op definitions. Each update comes in six variants:
 //   <Op>           average (and debias state) as resource handles, value as a tensor;
 //   <Op>Variable   value as a resource handle too, so a Variable is read by the op itself (no
 //                  separate ReadVariableOp);
@@ -72,7 +72,7 @@ void Register(const OpDefBuilder& builder) {
       });
 }
 
-// Registers the five variants of `op` (see the top of this file).
+// Registers the six variants of `op` (see the top of this file).
 void RegisterVariants(const UpdateOp& op) {
   enum Kind {
     kTensorValue, kVariableValue, kRef, kGroupedTensorValues, kGroupedVariableValues, kGroup

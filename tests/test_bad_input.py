@@ -14,18 +14,24 @@ Covered: every raw op (eager code and TF1 graph mode, resource and reference var
 grouped ops, SwapVariablesN, AllFinite and most API cases inside tf.function too) and the public
 API (`SWAMovingAverage`, `assign_moving_average`, `weighted_moving_average`, `swa_ops.keras`).
 A grouped op gets a group of 5 with the bad member in the middle: every other member is checked
-unchanged too. Distinct bad inputs per op or entry point (modes not counted; "x": expected
-failure, a known bug, see its reason):
+unchanged too; the <Op>Group ops get the same cases through a SWAVariableGroup handle (holding
+the value variables, or with the values as tensors: two inputs per case). Distinct bad inputs
+per op or entry point (modes not counted; "x": expected failure, a known bug, see its reason):
 
     SWAAssignN            27 (1x)   SWAAssign                9   SWAMovingAverage(...)      10
     SWAAssignNVariable    33        SWAAssignVariable       11   SWAMovingAverage.apply     20
-    EMAAssignN            25        SWAAssignRef            11   SWAMovingAverage.swap_w.    1
-    EMAAssignNVariable    32        EMAAssign                7   assign_moving_average      25
-    DebiasedEMAN          33        EMAAssignVariable        8   weighted_moving_average    20
-    DebiasedEMANVariable  40        EMAAssignRef             4   swa_ops.keras.SWA(...)     17
-    SwapVariablesN        17        DebiasedEMA             15   swa_ops.keras.update_bn    12
-    AllFinite              9 (1x)   DebiasedEMAVariable     10
-                                    DebiasedEMARef           6   total                     402
+    SWAAssignGroup        57        SWAAssignRef            11   SWAMovingAverage.swap_w.    1
+    EMAAssignN            25        EMAAssign                7   assign_moving_average      25
+    EMAAssignNVariable    32        EMAAssignVariable        8   weighted_moving_average    20
+    EMAAssignGroup        55        EMAAssignRef             4   swa_ops.keras.SWA(...)     17
+    DebiasedEMAN          33        DebiasedEMA             15   swa_ops.keras.update_bn    12
+    DebiasedEMANVariable  40        DebiasedEMAVariable     10
+    DebiasedEMAGroup      71        DebiasedEMARef           6
+    SwapVariablesN        17
+    AllFinite              9 (1x)                                total                     585
+
+tests/test_variable_group.py adds what is particular to groups (a member deleted, re-created
+or reshaped after the group first used it; a group of the wrong size; a handle that is no group).
 """
 import collections
 import contextlib
