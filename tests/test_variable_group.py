@@ -309,3 +309,25 @@ def test_threads_sharing_one_group_with_locking_equal_a_serial_order():
   assert not any(thread.is_alive() for thread in threads) and not errors
   for average in averages:
     np.testing.assert_array_equal(average.numpy(), np.full(500, 7.0, np.float32))
+
+
+def test_eager_plans_follow_the_list_and_stay_bounded():
+  """Eager apply() reuses the checks and grouping of a list it has seen (keyed by its
+  elements): other lists, and lists sharing elements, still average exactly their own."""
+  variables = [tf.Variable(tf.fill([2], float(i))) for i in range(20)]
+  step = tf.Variable(0, dtype=tf.int64)
+  swa = swa_ops.SWAMovingAverage(step)
+  lists = [variables[i:i + 3] for i in range(18)]  # 18 overlapping lists: more than are kept.
+  for _ in range(3):
+    for lst in lists:
+      step.assign(0)  # Every apply() a plain assignment...
+      swa.apply(list(lst))  # ...of a new list object with the same elements.
+    for v in variables:
+      v.assign_add(tf.fill([2], 100.0))
+  # With step 0 the average is set to the value: each average holds its variable's value as
+  # of the last apply() that covered it.
+  for v in variables:
+    np.testing.assert_array_equal(swa.average(v).numpy(), v.numpy() - 100.0)
+  assert len(swa._eager_plans) <= 16  # pylint: disable=protected-access
+  with pytest.raises(swa_ops.ArgumentError, match="twice"):
+    swa.apply([variables[0], variables[0]])
