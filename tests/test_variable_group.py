@@ -94,12 +94,19 @@ def _read_handle(handle):
   return tf.raw_ops.ReadVariableOp(resource=handle, dtype=tf.float32).numpy()
 
 
-def test_a_member_deleted_after_first_use_is_an_error_naming_it():
-  averages = [_shared_variable("deleted_avg%d" % i, np.full(3, i, np.float32)) for i in range(3)]
-  values = [_shared_variable("deleted_val%d" % i, np.full(3, 10.0 + i, np.float32))
-            for i in range(3)]
+def _shared_group(prefix, count):
+  """`count` shared-name averages (member i: i) and values (10 + i), their group, used once."""
+  averages = [_shared_variable("%s_avg%d" % (prefix, i), np.full(3, i, np.float32))
+              for i in range(count)]
+  values = [_shared_variable("%s_val%d" % (prefix, i), np.full(3, 10.0 + i, np.float32))
+            for i in range(count)]
   group = library.swa_variable_group(averages + values)
   _swa(group, 1)
+  return averages, values, group
+
+
+def test_a_member_deleted_after_first_use_is_an_error_naming_it():
+  averages, values, group = _shared_group("deleted", 3)
   before = [_read_handle(h) for h in averages]
   tf.raw_ops.DestroyResourceOp(resource=values[2])
   for _ in range(2):  # Not cached as found: the error repeats.
@@ -111,11 +118,7 @@ def test_a_member_deleted_after_first_use_is_an_error_naming_it():
 
 
 def test_a_member_created_again_under_its_handle_is_found_again():
-  averages = [_shared_variable("again_avg%d" % i, np.full(3, i, np.float32)) for i in range(2)]
-  values = [_shared_variable("again_val%d" % i, np.full(3, 10.0 + i, np.float32))
-            for i in range(2)]
-  group = library.swa_variable_group(averages + values)
-  _swa(group, 1)
+  averages, values, group = _shared_group("again", 2)
   tf.raw_ops.DestroyResourceOp(resource=averages[0])
   fresh = np.array([10.0, 20.0, 30.0], np.float32)
   tf.raw_ops.AssignVariableOp(resource=averages[0], value=fresh)
