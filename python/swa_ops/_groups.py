@@ -82,7 +82,8 @@ _GROUP_USES = weakref.WeakKeyDictionary()
 def _captured(graph, tensor):
   """The placeholder standing for eager `tensor` in function graph `graph` (nested function
   graphs capture eager tensors directly too), or None if `graph` has not captured it."""
-  return graph._function_captures.by_val_internal.get(id(tensor))  # pylint: disable=protected-access
+  captures = graph._function_captures  # pylint: disable=protected-access
+  return captures.by_val_internal.get(id(tensor))
 
 
 def _note_use(group):

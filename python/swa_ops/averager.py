@@ -97,11 +97,13 @@ class SWAMovingAverage(tf.Module):
       reads the narrow value and computes in the average's precision, with no cast tensor.
       Needs resource variables (TF1 reference variables take no wider average). `swap_weights`
       (a bit-exact exchange) needs equal dtypes; `assign_average_vars` rounds to the variable.
-    grouped: update all variables of one (device, dtype) group with one op (`SWAAssignN`)
-      instead of one op per variable (`SWAAssign`). The results are bit-identical; the grouped op
-      saves the per-op overhead (which dominates for many small variables) and checks every
-      variable of the group before writing any. TF1 reference variables always take the
-      per-variable path.
+    grouped: update all variables of one (device, dtype) group with one op instead of one op
+      per variable (`SWAAssign`): in eager code and tf.function `SWAAssignGroup` on a variable
+      group made once per list (a tf.function captures its one handle, not one per variable),
+      in TF1 graph mode `SWAAssignNVariable` on the handles. The results are bit-identical; the
+      grouped op saves the per-op and per-captured-handle overhead (which dominates for many
+      small variables) and checks every variable of the group before writing any. TF1
+      reference variables always take the per-variable path.
 
   Works in TF1 graph mode (returns the update op), in eager code (performs the update) and in
   tf.function (shadows are created on the first trace). Unlike the reference, later `apply()`

@@ -6,7 +6,7 @@
     model.fit(train_ds, epochs=20, callbacks=[swa])   # the model ends with the SWA weights
 
 `SWA` averages the model's trainable weights with `swa_ops.SWAMovingAverage` (one grouped
-`SWAAssignN` op per update for all of them), `update_bn` recomputes BatchNormalization
+`SWAAssignGroup` op per update for all of them), `update_bn` recomputes BatchNormalization
 statistics for a set of weights with one pass over a dataset (PyTorch's `update_bn`).
 """
 import contextlib
@@ -262,7 +262,7 @@ class SWA(_Callback):
       k-th scheduled snapshot (k = 0, 1, ...):  w_swa <- w_swa - (w_swa - w) / (k + 1)
 
   so after K + 1 snapshots `w_swa = (w_0 + ... + w_K) / (K + 1)`. The weight 1 / (k + 1) is
-  exact (float64 from the count k); all weights are updated by one `SWAAssignN` op per snapshot
+  exact (float64 from the count k); all weights are updated by one `SWAAssignGroup` op per snapshot
   (`swa_ops.SWAMovingAverage`), run as a tf.function (eagerly when the model runs eagerly).
 
   With `unit="epoch"`, `n` is Keras' epoch index (0-based; it counts from `initial_epoch` when
