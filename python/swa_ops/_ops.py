@@ -4,9 +4,11 @@ Attribute `T` is the dtype of the value(s). The variables updated have that dtyp
 float (float32/float64 averages of float16/bfloat16 values, float64 of float32): the op reads
 their dtype from the variables and computes in the averages' precision.
 
-Each update has three raw variants (see cc/swa_ops.cc); the wrappers here pick the one that fits
-the variables passed: resource variables are passed as handles (the value too when it is a
-resource variable, so the op reads it itself), TF1 reference variables through the `*Ref` ops.
+Each update has six raw variants (see cc/swa_ops.cc); the single-variable wrappers pick the one
+that fits the variables passed: resource variables are passed as handles (the value too when it
+is a resource variable, so the op reads it itself), TF1 reference variables through the `*Ref`
+ops. The grouped wrappers take lists of handles (`*_n`) or one variable group (`*_group`, see
+_groups.py).
 """
 import os
 
