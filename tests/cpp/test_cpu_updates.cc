@@ -136,6 +136,9 @@ int main() {
   TestCase<float>(rng, {}, 2);
   TestCase<float>(rng, {0, 0, 0}, 2);
   TestCase<double>(rng, {1 << 20}, 2);
+  // Around the size from which the loops prefetch (64 KiB of T) and off the 1 KiB chunks.
+  TestCase<float>(rng, {16383, 16384, 16385, 70001}, 3);
+  TestCase<double, float>(rng, {8191, 8192, 9001}, 2);
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
