@@ -529,12 +529,16 @@ class MovingAverageOp : public OpKernel {
     const int size = out->group->size();
     const int n = size / lists;
     if (size == 0 || size % lists != 0 || (num_value_tensors_ > 0 && n != num_value_tensors_)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          OpPrefix(ctx), "the group holds ", size, " variables; this op takes ", lists,
-          " lists of one length (", kLists == 1 ? "averages" : "averages, biased, local_steps",
-          num_value_tensors_ == 0 ? ", values" : "",
-          num_value_tensors_ > 0 ? absl::StrCat(") of ", num_value_tensors_, " each (one per value tensor)")
-                                 : std::string(")")));
+      const std::string list_names = absl::StrCat(
+          kLists == 1 ? "averages" : "averages, biased, local_steps",
+          num_value_tensors_ == 0 ? ", values)" : ")");
+      const std::string length =
+          num_value_tensors_ == 0
+              ? std::string()
+              : absl::StrCat(" of ", num_value_tensors_, " each (one per value tensor)");
+      return absl::InvalidArgumentError(
+          absl::StrCat(OpPrefix(ctx), "the group holds ", size, " variables; this op takes ",
+                       lists, " lists of one length (", list_names, length));
     }
     out->num_variables = n;
     out->value_begin = num_value_tensors_ == 0 ? kLists * n : 1;

@@ -7,7 +7,8 @@
 //                  the N values as tensors;
 //   <Op>NVariable  grouped, the N values as resource handles;
 //   <Op>Group      grouped, the variables as one SWAVariableGroup handle: its members are the
-//                  lists of variables updated, then the values, unless the values are tensors (each of dtype T).
+//                  lists of variables updated, then the values, unless the values are tensors
+//                  (each of dtype T).
 // Inputs, in this order: the variables updated, the value(s), the scalar step or decay.
 #include <string>
 #include <vector>

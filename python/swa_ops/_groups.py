@@ -55,14 +55,17 @@ class VariableGroups:
   def __init__(self):
     self._groups = {}  # tuple of variable ids -> _VariableGroup (which keeps the variables alive)
 
-  def get(self, variables):
+  def get(self, variables, usable=None):
     """The group handle of `variables` (resource variables of one device), to pass to one
-    `...Group` op built right after (see `note_use`)."""
+    `...Group` op built right after (`_note_use` records it for that op's ordering); None in TF1
+    graph mode, or if `usable(variables)`, asked before a group is made, is false."""
     if not tf.compat.v1.executing_eagerly_outside_functions():
       return None
     key = tuple(id(variable) for variable in variables)
     group = self._groups.get(key)
     if group is None:
+      if usable is not None and not usable(variables):
+        return None
       group = _VariableGroup(variables)
       with tf.init_scope():
         group.resource_handle  # pylint: disable=pointless-statement

@@ -198,17 +198,22 @@ def swap_variables(first, second, name=None):
                                   T=first[0].dtype.base_dtype, name=name)
 
 
+def _on_one_host_device(values):
+  """Whether `values` are resource variables of one device, not a GPU (AllFinite's devices)."""
+  if not all(is_resource_variable(value) for value in values):
+    return False
+  devices = {value.device for value in values}
+  return len(devices) == 1 and ":GPU:" not in devices.pop().upper()
+
+
 def all_finite(values, name=None, groups=None):
   """A boolean scalar: every element of every value (Variables or Tensors) is finite; one op
   (one per device when the variables live on several: an op reads only its own device's).
   With `groups` (_groups.VariableGroups), resource variables of one host device are read
   through one group handle."""
-  if groups is not None and all(is_resource_variable(value) for value in values):
-    devices = {value.device for value in values}
-    if len(devices) == 1 and ":GPU:" not in devices.pop().upper():
-      group = groups.get(values)
-      if group is not None:
-        return library.all_finite([group], name=name)
+  group_handle = None if groups is None else groups.get(values, usable=_on_one_host_device)
+  if group_handle is not None:
+    return library.all_finite([group_handle], name=name)
   # AllFinite has no GPU kernel: a variable on a GPU is read (and copied to the host) first.
   inputs, devices = [], []  # devices[i]: the device of handle inputs[i]; None for a Tensor.
   for value in values:
