@@ -334,12 +334,12 @@ absl::Status CheckShape(OpKernelContext* ctx, int index, const Tensor& tensor,
 
 // Reference variables have no resource to compare (CheckDistinctVariables): an updated buffer that
 // is also the value's (or another updated variable's) buffer is the same variable.
-absl::Status CheckDistinctBuffers(OpKernelContext* ctx, const std::vector<Tensor>& state,
+absl::Status CheckDistinctBuffers(OpKernelContext* ctx, const std::vector<Tensor*>& state,
                                   const std::vector<Tensor>& values, int num_variables) {
   absl::flat_hash_map<const void*, int> seen;
   for (int index = 0; index < static_cast<int>(state.size()); ++index) {
-    if (state[index].NumElements() == 0) continue;
-    if (!seen.emplace(state[index].tensor_data().data(), index).second) {
+    if (state[index]->NumElements() == 0) continue;
+    if (!seen.emplace(state[index]->tensor_data().data(), index).second) {
       return absl::InvalidArgumentError(absl::StrCat(OpPrefix(ctx), "variable ",
                                                      DescribeVariableInput(ctx, index),
                                                      " is updated twice by one op"));
@@ -372,21 +372,18 @@ absl::Status FindStateVariables(OpKernelContext* ctx, int num_variables,
   return absl::OkStatus();
 }
 
-// Checks the variables an op updates (`vars`: resource variables, or null for reference inputs):
-// each one initialised and of the first average's dtype, `*dtype`, a float.
-absl::Status CheckStateVariables(OpKernelContext* ctx, int num_variables,
-                                 absl::Span<const VarPtr> vars, tensorflow::DataType* dtype) {
-  TF_RETURN_IF_ERROR(CheckVariableInput(ctx, 0, vars[0].get(), tensorflow::DT_INVALID,
-                                        kStateRoles[0], dtype));
+// Checks the first average (variable 0; null for a reference input): initialised and of a float
+// dtype, `*dtype`, which every variable the op updates must have. REQUIRES: its lock held (a
+// reference's only if `ref_lock_held`).
+absl::Status CheckFirstAverage(OpKernelContext* ctx, tensorflow::Var* var, bool ref_lock_held,
+                               tensorflow::DataType* dtype) {
+  TF_RETURN_IF_ERROR(CheckLockedVariableInput(ctx, 0, var, tensorflow::DT_INVALID, kStateRoles[0],
+                                              ref_lock_held, dtype));
   if (!WithFloatType(*dtype, [](auto) {})) {
     return absl::InvalidArgumentError(absl::StrCat(
         OpPrefix(ctx), "average variable ", DescribeVariableInput(ctx, 0), " has dtype ",
         tensorflow::DataTypeString(*dtype),
         "; averages are float16, bfloat16, float32 or float64"));
-  }
-  for (int index = 1; index < static_cast<int>(vars.size()); ++index) {
-    TF_RETURN_IF_ERROR(CheckVariableInput(ctx, index, vars[index].get(), *dtype,
-                                          kStateRoles[index / num_variables]));
   }
   return absl::OkStatus();
 }
@@ -401,22 +398,17 @@ absl::Status FindValueVariables(OpKernelContext* ctx, int value_begin, std::vect
   return absl::OkStatus();
 }
 
-// Reads the values (FindValueVariables' `vars`, or tensors), each of dtype `dtype`.
+// Reads value input `index` (the resource variable `var`, or a tensor if null), of dtype `dtype`.
+// REQUIRES: var->mu() held.
 template <typename Device>
-absl::Status ReadValues(OpKernelContext* ctx, int value_begin, absl::Span<const VarPtr> vars,
-                        tensorflow::DataType dtype, std::vector<Tensor>* values) {
-  for (int i = 0; i < static_cast<int>(vars.size()); ++i) {
-    const int index = value_begin + i;
-    Tensor& value = (*values)[i];
-    TF_RETURN_IF_ERROR(ReadValueInput<Device>(ctx, index, vars[i].get(), &value));
-    if (value.dtype() != dtype) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          OpPrefix(ctx), "value variable ", DescribeVariableInput(ctx, index), " has dtype ",
-          tensorflow::DataTypeString(value.dtype()), " but the op expects ",
-          tensorflow::DataTypeString(dtype)));
-    }
-  }
-  return absl::OkStatus();
+absl::Status ReadValue(OpKernelContext* ctx, int index, tensorflow::Var* var,
+                       tensorflow::DataType dtype, Tensor* value) {
+  TF_RETURN_IF_ERROR(ReadLockedValue<Device>(ctx, index, var, value));
+  if (value->dtype() == dtype) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      OpPrefix(ctx), "value variable ", DescribeVariableInput(ctx, index), " has dtype ",
+      tensorflow::DataTypeString(value->dtype()), " but the op expects ",
+      tensorflow::DataTypeString(dtype)));
 }
 
 // The kernel of every op: kLists = 1 (SWAAssign*, EMAAssign*) or 3 (DebiasedEMA*).
@@ -487,24 +479,56 @@ class MovingAverageOp : public OpKernel {
       OP_REQUIRES_OK(ctx, FindValueVariables(ctx, layout.value_begin, &inputs_values));
       state_vars = inputs_state;
     }
-    tensorflow::DataType state_dtype;
-    OP_REQUIRES_OK(ctx, CheckStateVariables(ctx, n, state_vars, &state_dtype));
     if (members == nullptr || members->checked_distinct.load() != state_count) {
       OP_REQUIRES_OK(ctx, CheckDistinctVariables(ctx, state_vars, value_vars));
       if (members != nullptr) members->checked_distinct.store(state_count);
     }
-    std::vector<Tensor> values(n);
-    OP_REQUIRES_OK(ctx,
-                   ReadValues<Device>(ctx, layout.value_begin, value_vars, value_dtype_, &values));
+    std::vector<LockRequest> requests;
+    OP_REQUIRES_OK(ctx, PrepareAndListLocks(ctx, state_vars, value_vars, members.get(), &requests));
+    const OrderedLocks locks(std::move(requests));
+    tensorflow::DataType state_dtype;
+    OP_REQUIRES_OK(ctx, CheckFirstAverage(ctx, state_vars[0].get(), use_locking_, &state_dtype));
     WithFloatType(state_dtype, [&](auto average_type) {
       WithFloatType(value_dtype_, [&](auto value_type) {
-        ComputeWithTypes<decltype(average_type), decltype(value_type)>(ctx, scalars, state_vars,
-                                                                       values);
+        ComputeWithTypes<decltype(average_type), decltype(value_type)>(
+            ctx, scalars, state_vars, value_vars, layout.value_begin);
       });
     });
   }
 
  private:
+  // Prepares each resource variable the op updates for an in-place update and lists the locks
+  // the op takes: those variables' (exclusive with use_locking), the value variables' (shared),
+  // and with use_locking a reference input's. A group's in its lock order, so not sorted again.
+  absl::Status PrepareAndListLocks(OpKernelContext* ctx, absl::Span<const VarPtr> state_vars,
+                                   absl::Span<const VarPtr> value_vars,
+                                   const VariableGroup::Members* members,
+                                   std::vector<LockRequest>* out) const {
+    const int state_count = static_cast<int>(state_vars.size());
+    const int count = state_count + static_cast<int>(value_vars.size());
+    out->reserve(count);
+    // Variable k: the k-th updated, then the (k - state_count)-th value.
+    auto request = [&](int k) -> absl::Status {
+      if (k >= state_count) {
+        if (tensorflow::Var* var = value_vars[k - state_count].get()) {
+          out->push_back({var->mu(), /*exclusive=*/false});
+        }
+      } else if (tensorflow::Var* var = state_vars[k].get()) {
+        TF_RETURN_IF_ERROR(PrepareInPlaceUpdate<Device>(ctx, var));
+        out->push_back({var->mu(), use_locking_});
+      } else if (use_locking_) {
+        out->push_back({ctx->input_ref_mutex(k), /*exclusive=*/true});
+      }
+      return absl::OkStatus();
+    };
+    if (members != nullptr) {
+      for (int k : members->lock_order) TF_RETURN_IF_ERROR(request(k));
+    } else {
+      for (int k = 0; k < count; ++k) TF_RETURN_IF_ERROR(request(k));
+    }
+    return absl::OkStatus();
+  }
+
   // Where an op's variables and scalars are. Variable `index` < kLists * n is the one updated
   // (average, then biased and local_step); the values start at `value_begin`: input indices
   // (variable or tensor), or, for a `...Group` op, member indices in `group` (its members: the
@@ -546,13 +570,12 @@ class MovingAverageOp : public OpKernel {
     return absl::OkStatus();
   }
 
-  // The rest of Compute for averages of dtype T and values of dtype V: lock, check shapes,
-  // update.
+  // The rest of Compute for averages of dtype T and values of dtype V, under the op's locks:
+  // check and read every variable, update.
   template <typename T, typename V>
   void ComputeWithTypes(OpKernelContext* ctx, const UpdateScalars& scalars,
-                        absl::Span<const VarPtr> state_vars, const std::vector<Tensor>& values) {
-    const int n = static_cast<int>(values.size());
-    const int state_count = kLists * n;
+                        absl::Span<const VarPtr> state_vars, absl::Span<const VarPtr> value_vars,
+                        int value_begin) {
     if constexpr (!kAveragesValuesOf<T, V>) {
       ctx->CtxFailure(absl::InvalidArgumentError(absl::StrCat(
           OpPrefix(ctx), "average variable ", DescribeVariableInput(ctx, 0), " has dtype ",
@@ -562,28 +585,54 @@ class MovingAverageOp : public OpKernel {
           ": an average has its value's dtype or a wider float (float32 or float64 for "
           "float16/bfloat16 values, float64 for float32 values)")));
     } else {
-      {
-        LockedVariables<Device, T> locked(ctx, state_vars, use_locking_);
-        OP_REQUIRES_OK(ctx, locked.status());
-        std::vector<Tensor> state(state_count);
-        for (int index = 0; index < state_count; ++index) {
-          state[index] = locked.Get(index);
-          const bool is_local_step = index / n == 2;
-          OP_REQUIRES_OK(ctx, CheckShape(ctx, index, state[index],
+      const int n = static_cast<int>(value_vars.size());
+      // One pass visits each variable once: a grouped op's thousands of variables, scattered
+      // over the heap, cost a cache and TLB miss per visit. It reads the values (snapshots) and
+      // the tensors updated: a resource variable's own (valid while locked) or a reference
+      // input's (held in `references`).
+      std::vector<Tensor> values(n);
+      std::vector<Tensor*> state(kLists * n);
+      std::vector<Tensor> references;
+      if (ctx->input_is_ref(0)) references.resize(kLists * n);
+      constexpr int kAhead = 4;
+      for (int i = 0; i < n; ++i) {
+        if (i + kAhead < n) {
+          if (tensorflow::Var* var = value_vars[i + kAhead].get()) PrefetchTensorBuffer(var);
+          for (int list = 0; list < kLists; ++list) {
+            if (tensorflow::Var* var = state_vars[list * n + i + kAhead].get()) {
+              PrefetchTensorBuffer(var);
+            }
+          }
+        }
+        OP_REQUIRES_OK(ctx, ReadValue<Device>(ctx, value_begin + i, value_vars[i].get(),
+                                              DataTypeToEnum<V>::value, &values[i]));
+        for (int list = 0; list < kLists; ++list) {
+          const int index = list * n + i;
+          tensorflow::Var* var = state_vars[index].get();
+          OP_REQUIRES_OK(ctx, CheckLockedVariableInput(ctx, index, var, DataTypeToEnum<T>::value,
+                                                       kStateRoles[list], use_locking_));
+          if (var != nullptr) {
+            state[index] = var->tensor();
+          } else {
+            references[index] = ctx->mutable_input(index, /*lock_held=*/use_locking_);
+            state[index] = &references[index];
+          }
+          const bool is_local_step = list == 2;
+          OP_REQUIRES_OK(ctx, CheckShape(ctx, index, *state[index],
                                          is_local_step ? tensorflow::TensorShape()
-                                                       : values[index % n].shape(),
-                                         kStateRoles[index / n],
+                                                       : values[i].shape(),
+                                         kStateRoles[list],
                                          is_local_step ? "it must be a scalar:" : "the value has"));
         }
-        if (ctx->input_is_ref(0)) OP_REQUIRES_OK(ctx, CheckDistinctBuffers(ctx, state, values, n));
-        if (!scalars.skip) Update<T, V>(ctx, scalars, &state, values);
       }
+      if (!references.empty()) OP_REQUIRES_OK(ctx, CheckDistinctBuffers(ctx, state, values, n));
+      if (!scalars.skip) Update<T, V>(ctx, scalars, state, values);
       if (n == 1 && !from_group_) ForwardRefOutput(ctx, 0, 0);
     }
   }
 
   template <typename T, typename V>
-  void Update(OpKernelContext* ctx, const UpdateScalars& scalars, std::vector<Tensor>* state,
+  void Update(OpKernelContext* ctx, const UpdateScalars& scalars, const std::vector<Tensor*>& state,
               const std::vector<Tensor>& values) {
     const int n = static_cast<int>(values.size());
     DeviceArg<Device> device;
@@ -591,7 +640,7 @@ class MovingAverageOp : public OpKernel {
     if constexpr (kLists == 1) {
       std::vector<MovingAverageSegment<T, V>> segments(n);
       for (int i = 0; i < n; ++i) {
-        segments[i] = {(*state)[i].flat<T>().data(), values[i].flat<V>().data(),
+        segments[i] = {state[i]->flat<T>().data(), values[i].flat<V>().data(),
                        values[i].NumElements()};
       }
       functor::MovingAverageUpdate<Device, T, V>()(device.get(), segments.data(), n,
@@ -602,17 +651,17 @@ class MovingAverageOp : public OpKernel {
       std::vector<T> new_steps(n);
       for (int i = 0; i < n; ++i) {
         T step;
-        OP_REQUIRES_OK(ctx, device.CopyToHost((*state)[2 * n + i], &step));
+        OP_REQUIRES_OK(ctx, device.CopyToHost(*state[2 * n + i], &step));
         new_steps[i] = static_cast<T>(static_cast<C>(step) + C(1));
         const double local_step = static_cast<double>(static_cast<C>(new_steps[i]));
-        segments[i] = {(*state)[i].flat<T>().data(), (*state)[n + i].flat<T>().data(),
+        segments[i] = {state[i]->flat<T>().data(), state[n + i]->flat<T>().data(),
                        values[i].flat<V>().data(), values[i].NumElements(),
                        1.0 - std::pow(scalars.decay, local_step)};
       }
       functor::DebiasedMovingAverageUpdate<Device, T, V>()(device.get(), segments.data(), n,
                                                            scalars.weight);
       for (int i = 0; i < n; ++i) {
-        OP_REQUIRES_OK(ctx, device.CopyFromHost(new_steps[i], &(*state)[2 * n + i]));
+        OP_REQUIRES_OK(ctx, device.CopyFromHost(new_steps[i], state[2 * n + i]));
       }
     }
     OP_REQUIRES_OK(ctx, device.Finish(ctx));

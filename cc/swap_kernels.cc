@@ -31,8 +31,8 @@ class SwapVariablesOp : public tensorflow::OpKernel {
     std::vector<VarPtr> vars(2 * n);
     absl::flat_hash_set<tensorflow::Var*> seen;
     seen.reserve(2 * n);
-    std::vector<tsl::mutex*> mutexes;
-    mutexes.reserve(2 * n);
+    std::vector<LockRequest> locks_to_take;
+    locks_to_take.reserve(2 * n);
     for (int index = 0; index < 2 * n; ++index) {
       OP_REQUIRES_OK(ctx, LookupVariable(ctx, index, tensorflow::DataTypeToEnum<T>::value,
                                          index < n ? "first" : "second", &vars[index]));
@@ -40,9 +40,9 @@ class SwapVariablesOp : public tensorflow::OpKernel {
                   absl::InvalidArgumentError(absl::StrCat(
                       prefix(), "variable ", DescribeVariableInput(ctx, index),
                       " appears twice: each variable may be swapped once per op")));
-      mutexes.push_back(vars[index]->mu());
+      locks_to_take.push_back({vars[index]->mu(), /*exclusive=*/true});
     }
-    OrderedLocks locks(std::move(mutexes), /*exclusive=*/true);
+    OrderedLocks locks(std::move(locks_to_take));
     for (int i = 0; i < n; ++i) {
       const tensorflow::TensorShape& a = vars[i]->tensor()->shape();
       const tensorflow::TensorShape& b = vars[n + i]->tensor()->shape();

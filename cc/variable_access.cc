@@ -95,14 +95,22 @@ absl::Status CheckInitialized(OpKernelContext* ctx, int index, Var* var, DataTyp
 
 absl::Status CheckVariableInput(OpKernelContext* ctx, int index, Var* var, DataType dtype,
                                 const char* role, DataType* actual) {
+  if (var == nullptr) {
+    return CheckLockedVariableInput(ctx, index, var, dtype, role, /*ref_lock_held=*/false, actual);
+  }
+  tsl::tf_shared_lock lock(*var->mu());
+  return CheckLockedVariableInput(ctx, index, var, dtype, role, /*ref_lock_held=*/false, actual);
+}
+
+absl::Status CheckLockedVariableInput(OpKernelContext* ctx, int index, Var* var, DataType dtype,
+                                      const char* role, bool ref_lock_held, DataType* actual) {
   if (var != nullptr) {
-    tsl::tf_shared_lock lock(*var->mu());
     TF_RETURN_IF_ERROR(CheckInitialized(ctx, index, var, dtype, role));
     if (actual != nullptr) *actual = var->tensor()->dtype();
     return absl::OkStatus();
   }
   // Reference input: the op definition already fixes its dtype to T.
-  if (!ctx->mutable_input(index, /*lock_held=*/false).IsInitialized()) {
+  if (!ctx->mutable_input(index, ref_lock_held).IsInitialized()) {
     return absl::FailedPreconditionError(absl::StrCat(Where(ctx, index, role), kUninitialized));
   }
   if (actual != nullptr) *actual = tensorflow::BaseType(ctx->input_dtype(index));
@@ -123,25 +131,36 @@ absl::Status ShareVariableTensor(OpKernelContext* ctx, int index, Var* var,
   return absl::OkStatus();
 }
 
-OrderedLocks::OrderedLocks(std::vector<tsl::mutex*> mutexes, bool exclusive)
-    : mutexes_(std::move(mutexes)), exclusive_(exclusive) {
-  std::sort(mutexes_.begin(), mutexes_.end());
-  mutexes_.erase(std::unique(mutexes_.begin(), mutexes_.end()), mutexes_.end());
-  for (tsl::mutex* mu : mutexes_) {
-    if (exclusive_) {
-      mu->lock();
+OrderedLocks::OrderedLocks(std::vector<LockRequest> requests) : held_(std::move(requests)) {
+  auto by_address = [](const LockRequest& a, const LockRequest& b) { return a.mu < b.mu; };
+  if (!std::is_sorted(held_.begin(), held_.end(), by_address)) {
+    std::sort(held_.begin(), held_.end(), by_address);
+  }
+  // One entry per mutex, exclusive if any request for it is.
+  size_t kept = 0;
+  for (const LockRequest& request : held_) {
+    if (kept > 0 && held_[kept - 1].mu == request.mu) {
+      held_[kept - 1].exclusive |= request.exclusive;
     } else {
-      mu->lock_shared();
+      held_[kept++] = request;
+    }
+  }
+  held_.resize(kept);
+  for (const LockRequest& request : held_) {
+    if (request.exclusive) {
+      request.mu->lock();
+    } else {
+      request.mu->lock_shared();
     }
   }
 }
 
 OrderedLocks::~OrderedLocks() {
-  for (auto it = mutexes_.rbegin(); it != mutexes_.rend(); ++it) {
-    if (exclusive_) {
-      (*it)->unlock();
+  for (auto it = held_.rbegin(); it != held_.rend(); ++it) {
+    if (it->exclusive) {
+      it->mu->unlock();
     } else {
-      (*it)->unlock_shared();
+      it->mu->unlock_shared();
     }
   }
 }

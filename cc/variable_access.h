@@ -9,22 +9,25 @@
 //    then copy, so no live tensor shares its buffer) and updated in place under a *shared* lock.
 //    Concurrent updates do not exclude each other (lock-free, like TF's use_locking=False sparse
 //    training ops); assignments, which take the exclusive lock, are excluded.
-//  * use_locking=true: the same, under an exclusive lock, taken in address order over all
-//    variables of the op so that ops sharing variables cannot deadlock.
+//  * use_locking=true: the same, under an exclusive lock.
+// An op takes all its locks at once, in address order (so that ops sharing variables cannot
+// deadlock), before its checks: the variables it updates as above, the value variables it reads
+// shared. The checks, the read of the values and the update then see one state.
 // Reference variables follow TF1: no lock unless use_locking, in place.
 #ifndef SWA_OPS_CC_VARIABLE_ACCESS_H_
 #define SWA_OPS_CC_VARIABLE_ACCESS_H_
 
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/types/span.h"
+#include "tensorflow/core/common_runtime/dma_helper.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/resource_var.h"
 #include "tensorflow/core/kernels/dense_update_functor.h"
 #include "tensorflow/core/kernels/training_op_helpers.h"
+#include "float_types.h"
 #include "gpu_device.h"
 
 namespace swa_ops {
@@ -60,9 +63,17 @@ absl::Status CheckInitialized(tensorflow::OpKernelContext* ctx, int index, tenso
 // Checks, without writing anything, that variable `index` is initialised and of `dtype` (any
 // dtype if DT_INVALID): the resource variable `var` (FindVariable's, or a group member), or, with
 // `var` null, the reference input `index` (of the op's T). `*actual` (if given) receives its dtype.
+// Takes the variable's lock, shared.
 absl::Status CheckVariableInput(tensorflow::OpKernelContext* ctx, int index, tensorflow::Var* var,
                                 tensorflow::DataType dtype, const char* role,
                                 tensorflow::DataType* actual = nullptr);
+
+// CheckVariableInput for an op that holds the variable's lock: REQUIRES var->mu() held (shared or
+// exclusive), or, for a reference input, its mutex held if `ref_lock_held`.
+absl::Status CheckLockedVariableInput(tensorflow::OpKernelContext* ctx, int index,
+                                      tensorflow::Var* var, tensorflow::DataType dtype,
+                                      const char* role, bool ref_lock_held,
+                                      tensorflow::DataType* actual = nullptr);
 
 // FindVariable, then CheckVariableInput.
 absl::Status LookupVariable(tensorflow::OpKernelContext* ctx, int index, tensorflow::DataType dtype,
@@ -74,18 +85,24 @@ absl::Status LookupVariable(tensorflow::OpKernelContext* ctx, int index, tensorf
 absl::Status ShareVariableTensor(tensorflow::OpKernelContext* ctx, int index, tensorflow::Var* var,
                                  tensorflow::Tensor* out);
 
-// Locks each distinct mutex once, in address order (so ops sharing variables cannot deadlock),
-// exclusively or shared, in O(N log N); releases them when destroyed.
+// A mutex to take, exclusively or shared.
+struct LockRequest {
+  tsl::mutex* mu;
+  bool exclusive;
+};
+
+// Takes each distinct mutex of `requests` once (exclusively if any request for it is), in
+// address order, so that ops sharing variables cannot deadlock; releases them when destroyed.
+// Requests already in address order (a group's, see VariableGroup::Members) are not sorted.
 class OrderedLocks {
  public:
-  OrderedLocks(std::vector<tsl::mutex*> mutexes, bool exclusive);
+  explicit OrderedLocks(std::vector<LockRequest> requests);
   ~OrderedLocks();
   OrderedLocks(const OrderedLocks&) = delete;
   OrderedLocks& operator=(const OrderedLocks&) = delete;
 
  private:
-  std::vector<tsl::mutex*> mutexes_;  // Sorted, distinct, all held.
-  bool exclusive_;
+  std::vector<LockRequest> held_;  // Sorted, distinct, all held.
 };
 
 // A copy of `source` in a new buffer on `Device` (specialised per device in variable_access.cc).
@@ -94,17 +111,16 @@ absl::Status CopyToNewBuffer(tensorflow::OpKernelContext* ctx, const tensorflow:
                              tensorflow::Tensor* out);
 
 // Reads the value input `index`, of any dtype (the caller checks it): a plain tensor (`var`
-// null), or the resource variable `var` (FindVariable's), read once after checking it is
-// initialised (a consistent snapshot; copied when the variable is in copy-on-read mode). No lock
-// is held on return, so the caller can lock the variables it updates without nesting locks.
+// null), or the resource variable `var` (FindVariable's) after checking it is initialised: its
+// tensor, sharing the buffer (a snapshot: a writer that finds the buffer shared copies it), or a
+// copy when the variable is in copy-on-read mode. REQUIRES: var->mu() held, shared or exclusive.
 template <typename Device>
-absl::Status ReadValueInput(tensorflow::OpKernelContext* ctx, int index, tensorflow::Var* var,
-                            tensorflow::Tensor* out) {
+absl::Status ReadLockedValue(tensorflow::OpKernelContext* ctx, int index, tensorflow::Var* var,
+                             tensorflow::Tensor* out) {
   if (var == nullptr) {
     *out = ctx->input(index);
     return absl::OkStatus();
   }
-  tsl::tf_shared_lock lock(*var->mu());
   TF_RETURN_IF_ERROR(CheckInitialized(ctx, index, var, tensorflow::DT_INVALID, "value"));
   if (!var->copy_on_read_mode.load()) {
     *out = *var->tensor();
@@ -139,47 +155,32 @@ struct InPlaceAccess<GpuDevice, T> {
 };
 #endif  // SWA_OPS_WITH_CUDA
 
-// Holds the locks of the variables an op updates (see the locking model above) and hands out
-// their tensors, safe to update in place while this object lives (OrderedLocks: address order,
-// each lock once, O(N log N) for the N variables of a grouped op).
-template <typename Device, typename T>
-class LockedVariables {
- public:
-  // vars[i]: the variable of input i, looked up and checked (CheckVariableInput), null for a
-  // reference input. `vars` must outlive this object.
-  LockedVariables(tensorflow::OpKernelContext* ctx, absl::Span<const VarPtr> vars,
-                  bool use_locking)
-      : ctx_(ctx), vars_(vars), use_locking_(use_locking) {
-    std::vector<tsl::mutex*> mutexes;
-    mutexes.reserve(vars.size());
-    for (int input = 0; input < static_cast<int>(vars.size()); ++input) {
-      if (tensorflow::Var* var = vars[input].get()) {
-        status_ = InPlaceAccess<Device, T>::Prepare(ctx, var);
-        if (!status_.ok()) return;
-        mutexes.push_back(var->mu());
-      } else if (use_locking) {
-        mutexes.push_back(ctx->input_ref_mutex(input));
-      }
-    }
-    locks_.emplace(std::move(mutexes), use_locking);
+// Makes the resource variable `var` safe to update in place under a shared lock (InPlaceAccess);
+// once it is, this costs one atomic load. An uninitialised variable, or one that is not a float,
+// is left as it is: the checks under the op's locks report it.
+template <typename Device>
+absl::Status PrepareInPlaceUpdate(tensorflow::OpKernelContext* ctx, tensorflow::Var* var) {
+  if (var->copy_on_read_mode.load()) return absl::OkStatus();
+  tensorflow::DataType dtype;
+  {
+    tsl::tf_shared_lock lock(*var->mu());
+    if (!var->is_initialized) return absl::OkStatus();
+    dtype = var->tensor()->dtype();
   }
+  absl::Status status;
+  WithFloatType(dtype, [&](auto type) {
+    status = InPlaceAccess<Device, decltype(type)>::Prepare(ctx, var);
+  });
+  return status;
+}
 
-  // The status of preparing the variables; check before Get.
-  const absl::Status& status() const { return status_; }
-
-  // The tensor of input `index`, to update in place.
-  tensorflow::Tensor Get(int index) const {
-    if (tensorflow::Var* var = vars_[index].get()) return *var->tensor();
-    return ctx_->mutable_input(index, /*lock_held=*/use_locking_);
-  }
-
- private:
-  tensorflow::OpKernelContext* ctx_;
-  absl::Span<const VarPtr> vars_;
-  bool use_locking_;
-  absl::Status status_;
-  std::optional<OrderedLocks> locks_;
-};
+// Hints the cache to fetch the buffer object of `var`'s tensor (its reference count and data
+// pointer), which an op reads under the variable's lock: issued a few variables ahead, the misses
+// overlap, where reading each in turn (between atomic operations) would wait for every one.
+// REQUIRES: var->mu() held, shared or exclusive.
+inline void PrefetchTensorBuffer(tensorflow::Var* var) {
+  __builtin_prefetch(tensorflow::DMAHelper::buffer(var->tensor()));
+}
 
 // Exchanges the values of variables `a` and `b` (their buffers: no copy, no arithmetic, so
 // bit-exact). REQUIRES: both exclusively locked. Both leave copy-on-read mode: with every

@@ -5,8 +5,10 @@
 #ifndef SWA_OPS_CC_VARIABLE_GROUP_H_
 #define SWA_OPS_CC_VARIABLE_GROUP_H_
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,9 @@ class VariableGroup : public tensorflow::ResourceBase {
   // when one has to be looked up again.
   struct Members {
     std::vector<VarPtr> vars;
+    // The member indices in the address order of their variables' mutexes: the order in which
+    // an op locks them (OrderedLocks), so that it need not sort them at every update.
+    std::vector<int> lock_order;
     // The number of leading members (the variables an op updates) found distinct from each other
     // and from the rest by an op's check, which then need not run again; -1: none yet.
     mutable std::atomic<int> checked_distinct{-1};
@@ -30,7 +35,11 @@ class VariableGroup : public tensorflow::ResourceBase {
 
   // `handles`: the members' handles, each on the device the group is made on.
   explicit VariableGroup(std::vector<tensorflow::ResourceHandle> handles)
-      : handles_(std::move(handles)) {}
+      : handles_(std::move(handles)) {
+    for (const tensorflow::ResourceHandle& handle : handles_) {
+      ref_counting_.push_back(handle.IsRefCounting());
+    }
+  }
 
   std::string DebugString() const override;
   int size() const { return static_cast<int>(handles_.size()); }
@@ -57,6 +66,11 @@ class VariableGroup : public tensorflow::ResourceBase {
                                                   role_of(member), &var));
         }
       }
+      fresh->lock_order.resize(handles_.size());
+      std::iota(fresh->lock_order.begin(), fresh->lock_order.end(), 0);
+      std::sort(fresh->lock_order.begin(), fresh->lock_order.end(), [&](int a, int b) {
+        return fresh->vars[a]->mu() < fresh->vars[b]->mu();
+      });
       members_ = std::move(fresh);
     }
     *out = members_;
@@ -64,8 +78,10 @@ class VariableGroup : public tensorflow::ResourceBase {
   }
 
  private:
+  // A ref-counting handle owns its variable (TF2 eager variables), which so cannot be deleted:
+  // only the others' variables are read (each a likely cache miss, at every update).
   bool IsLive(int member, tensorflow::Var* var) const {
-    return var != nullptr && (!var->RefCountIsOne() || handles_[member].IsRefCounting());
+    return var != nullptr && (ref_counting_[member] || !var->RefCountIsOne());
   }
   bool AllLive(const Members& members) const {
     for (int member = 0; member < size(); ++member) {
@@ -75,6 +91,7 @@ class VariableGroup : public tensorflow::ResourceBase {
   }
 
   const std::vector<tensorflow::ResourceHandle> handles_;
+  std::vector<bool> ref_counting_;  // Of each handle.
   tsl::mutex mu_;
   std::shared_ptr<const Members> members_ TF_GUARDED_BY(mu_);
 };

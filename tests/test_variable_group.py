@@ -334,3 +334,25 @@ def test_eager_plans_follow_the_list_and_stay_bounded():
   assert len(swa._eager_plans) <= 16  # pylint: disable=protected-access
   with pytest.raises(swa_ops.ArgumentError, match="twice"):
     swa.apply([variables[0], variables[0]])
+
+
+@pytest.mark.parametrize("use_locking", [False, True])
+@pytest.mark.parametrize("variant", ["NVariable", "Group"])
+def test_one_value_averaged_into_two_averages_by_one_op(variant, use_locking):
+  """A weight listed twice among the values of one op (locked once, shared): both averages get
+  it, bit-exact, with and without use_locking."""
+  weight = tf.Variable(tf.fill([64], 3.0))
+  averages = [tf.Variable(tf.fill([64], float(i))) for i in range(2)]
+  expected = [np.full(64, float(i), np.float32) for i in range(2)]
+  for step in range(1, 21):
+    if variant == "Group":
+      library.swa_assign_group(_group(averages + [weight, weight]), [],
+                               tf.constant(step, tf.int64), [], T=tf.float32,
+                               use_locking=use_locking)
+    else:
+      library.swa_assign_n_variable([a.handle for a in averages], [weight.handle] * 2,
+                                    tf.constant(step, tf.int64), [], T=tf.float32,
+                                    use_locking=use_locking)
+    expected = [_swa_oracle(e, np.full(64, 3.0, np.float32), step) for e in expected]
+    for average, want in zip(averages, expected):
+      np.testing.assert_array_equal(average.numpy(), want)
