@@ -48,6 +48,13 @@ Python thread (numpy ufuncs release the GIL). It is measured at start-up (best o
 again as one more path in every workload's rounds; the bandwidth used for the floor is the
 best of all of these, so the floor is a lower bound for the whole run.
 
+Huge pages: numpy puts large arrays on transparent huge pages (2 MiB) by itself; TF's CPU
+allocator (glibc malloc) does so only with GLIBC_TUNABLES=glibc.malloc.hugetlb=1, which
+benchmarks/run.sh sets for the whole run (all paths alike, so the floor and the paths stream
+through the same page size). Without it, TF's buffers take a TLB miss every 4 KiB, which costs
+most where the update streams large tensors or touches thousands of small ones. The output's
+second line says which it was; the JSON's machine has both settings.
+
 Sweep: ms per update against the number of variables at a fixed total size (`--sweep-values`,
 default 4M = 4 * 2**20 float32 values, split equally: each variable gets total // count
 values), for 10, 30, 100, 300, 1000, 3000 and 10000 variables (quick run: 10, 100, 1000).
@@ -88,6 +95,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -191,11 +199,30 @@ def available_memory_bytes():
   return None
 
 
+def transparent_huge_pages_mode():
+  """The kernel's transparent huge page mode ("always", "madvise", "never"), or None."""
+  try:
+    with open("/sys/kernel/mm/transparent_hugepage/enabled") as modes:
+      return re.search(r"\[(\w+)\]", modes.read()).group(1)
+  except (OSError, AttributeError):
+    return None
+
+
+def malloc_huge_pages():
+  """Whether glibc's malloc asks for transparent huge pages (GLIBC_TUNABLES
+  glibc.malloc.hugetlb=1, which benchmarks/run.sh sets): then TF's CPU buffers sit on 2 MiB
+  pages, as numpy's large arrays (the floor's) do by themselves."""
+  tunables = os.environ.get("GLIBC_TUNABLES", "")
+  return any(item.strip() == "glibc.malloc.hugetlb=1" for item in tunables.split(":"))
+
+
 def machine_info():
   return {
       "nproc": usable_cores(),
       "cpu_model": cpu_model(),
       "last_level_cache_bytes": last_level_cache_bytes(),
+      "transparent_huge_pages": transparent_huge_pages_mode(),
+      "malloc_huge_pages": malloc_huge_pages(),
       "tensorflow_version": tf.__version__,
       "numpy_version": np.__version__,
       "python_version": platform.python_version(),
@@ -806,6 +833,8 @@ def main(argv=None):
 
   print("Machine: %d cores, %s, TensorFlow %s" % (
       machine["nproc"], machine["cpu_model"], machine["tensorflow_version"]))
+  print("Transparent huge pages: %s; TF's buffers on them (glibc.malloc.hugetlb=1): %s" % (
+      machine["transparent_huge_pages"], "yes" if machine["malloc_huge_pages"] else "no"))
   print(format_bandwidth(bandwidth))
   print()
   if workloads:
