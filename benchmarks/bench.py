@@ -46,7 +46,10 @@ element, the update's access pattern) over float32 arrays that together are at l
 last-level cache (and at least 64M floats each), one slice per core, each slice run by its own
 Python thread (numpy ufuncs release the GIL). It is measured at start-up (best of several) and
 again as one more path in every workload's rounds; the bandwidth used for the floor is the
-best of all of these, so the floor is a lower bound for the whole run.
+best of all of these, so the floor is a lower bound for the whole run. As the paths' figures are
+medians and the floor's a best, the table also gives "x median floor": a path's median over the
+floor at the median bandwidth of the same workload's rounds, where the kernel took turns with
+the paths (like for like on a machine whose bandwidth drifts).
 
 Huge pages: numpy puts large arrays on transparent huge pages (2 MiB) by itself; TF's CPU
 allocator (glibc malloc) does so only with GLIBC_TUNABLES=glibc.malloc.hugetlb=1, which
@@ -465,6 +468,7 @@ def run_workload(name, settings, kernel):
       "num_variables": len(shapes),
       "num_values": int(sum(np.prod(shape, dtype=np.int64) for shape in shapes)),
       "bandwidth_gb_per_s_best_in_rounds": kernel.gbps(min(bandwidth_samples)),
+      "bandwidth_gb_per_s_median_in_rounds": kernel.gbps(statistics.median(bandwidth_samples)),
       "paths": {key: summarize(*result) for key, result in measured.items()},
   }
 
@@ -486,6 +490,10 @@ def add_floors(workloads, bandwidth_gbps):
   per-variable) over the reference."""
   for result in workloads.values():
     add_path_floors(result, bandwidth_gbps)
+    median_floor_ms = floor_ms(result["num_values"], result["bandwidth_gb_per_s_median_in_rounds"])
+    result["floor_ms_at_median_bandwidth_in_rounds"] = median_floor_ms
+    for path in result["paths"].values():
+      path["ratio_to_floor_at_median_bandwidth"] = path["median_ms"] / median_floor_ms
     paths = result["paths"]
     reference_ms = paths["reference_tf_function"]["median_ms"]
     result["speedup_swa_ops_vs_reference_tf_function"] = (
@@ -570,15 +578,18 @@ def add_sweep_floors(sweep, bandwidth_gbps):
 # Output
 
 def format_results_table(workloads):
-  lines = ["| workload | path | median ms | min ms | x floor |",
-           "|---|---|---:|---:|---:|"]
+  lines = ["| workload | path | median ms | min ms | x floor | x median floor |",
+           "|---|---|---:|---:|---:|---:|"]
   for name, result in workloads.items():
     where = "%s: %s" % (name, result["description"])
     for key, label, _ in PATHS:
       path = result["paths"][key]
-      lines.append("| %s | %s | %.3f | %.3f | %.2f |" % (
-          where, label, path["median_ms"], path["min_ms"], path["ratio_to_floor"]))
-    lines.append("| %s | %s | %.3f | | 1.00 |" % (where, FLOOR_LABEL, result["floor_ms"]))
+      lines.append("| %s | %s | %.3f | %.3f | %.2f | %.2f |" % (
+          where, label, path["median_ms"], path["min_ms"], path["ratio_to_floor"],
+          path["ratio_to_floor_at_median_bandwidth"]))
+    lines.append("| %s | %s | %.3f | | 1.00 | %.2f |" % (
+        where, FLOOR_LABEL, result["floor_ms"],
+        result["floor_ms"] / result["floor_ms_at_median_bandwidth_in_rounds"]))
   return "\n".join(lines)
 
 
@@ -791,7 +802,9 @@ def sweep_report(args, mode, bandwidth_gbps):
 
 
 def print_workloads(mode, workloads):
-  print("ms per apply() (%s run; median and min over repeats; x floor = median / floor)" % mode)
+  print("ms per apply() (%s run; median and min over repeats; x floor = median / floor; x median "
+        "floor = median / the floor at the median bandwidth of the workload's own rounds, where "
+        "the bandwidth kernel took turns with the paths)" % mode)
   print()
   print(format_results_table(workloads))
   print()
