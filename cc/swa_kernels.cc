@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -335,7 +336,7 @@ absl::Status CheckShape(OpKernelContext* ctx, int index, const Tensor& tensor,
 // Reference variables have no resource to compare (CheckDistinctVariables): an updated buffer that
 // is also the value's (or another updated variable's) buffer is the same variable.
 absl::Status CheckDistinctBuffers(OpKernelContext* ctx, const std::vector<Tensor*>& state,
-                                  const std::vector<Tensor>& values, int num_variables) {
+                                  const std::vector<const Tensor*>& values, int num_variables) {
   absl::flat_hash_map<const void*, int> seen;
   for (int index = 0; index < static_cast<int>(state.size()); ++index) {
     if (state[index]->NumElements() == 0) continue;
@@ -346,8 +347,8 @@ absl::Status CheckDistinctBuffers(OpKernelContext* ctx, const std::vector<Tensor
     }
   }
   for (int i = 0; i < num_variables; ++i) {
-    if (values[i].NumElements() == 0) continue;
-    auto it = seen.find(values[i].tensor_data().data());
+    if (values[i]->NumElements() == 0) continue;
+    auto it = seen.find(values[i]->tensor_data().data());
     if (it != seen.end()) {
       return OwnAverageError(ctx, it->second, num_variables);
     }
@@ -398,16 +399,17 @@ absl::Status FindValueVariables(OpKernelContext* ctx, int value_begin, std::vect
   return absl::OkStatus();
 }
 
-// Reads value input `index` (the resource variable `var`, or a tensor if null), of dtype `dtype`.
-// REQUIRES: var->mu() held.
+// Reads value input `index` (the resource variable `var`, or a tensor if null; ReadLockedValue),
+// of dtype `dtype`. REQUIRES: var->mu() held.
 template <typename Device>
 absl::Status ReadValue(OpKernelContext* ctx, int index, tensorflow::Var* var,
-                       tensorflow::DataType dtype, Tensor* value) {
-  TF_RETURN_IF_ERROR(ReadLockedValue<Device>(ctx, index, var, value));
-  if (value->dtype() == dtype) return absl::OkStatus();
+                       tensorflow::DataType dtype, std::deque<Tensor>* copies,
+                       const Tensor** value) {
+  TF_RETURN_IF_ERROR(ReadLockedValue<Device>(ctx, index, var, copies, value));
+  if ((*value)->dtype() == dtype) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       OpPrefix(ctx), "value variable ", DescribeVariableInput(ctx, index), " has dtype ",
-      tensorflow::DataTypeString(value->dtype()), " but the op expects ",
+      tensorflow::DataTypeString((*value)->dtype()), " but the op expects ",
       tensorflow::DataTypeString(dtype)));
 }
 
@@ -587,25 +589,17 @@ class MovingAverageOp : public OpKernel {
     } else {
       const int n = static_cast<int>(value_vars.size());
       // One pass visits each variable once: a grouped op's thousands of variables, scattered
-      // over the heap, cost a cache and TLB miss per visit. It reads the values (snapshots) and
+      // over the heap, cost a cache miss or two per visit. It finds the values (ReadValue) and
       // the tensors updated: a resource variable's own (valid while locked) or a reference
       // input's (held in `references`).
-      std::vector<Tensor> values(n);
+      std::vector<const Tensor*> values(n);
+      std::deque<Tensor> copies;
       std::vector<Tensor*> state(kLists * n);
       std::vector<Tensor> references;
       if (ctx->input_is_ref(0)) references.resize(kLists * n);
-      constexpr int kAhead = 4;
       for (int i = 0; i < n; ++i) {
-        if (i + kAhead < n) {
-          if (tensorflow::Var* var = value_vars[i + kAhead].get()) PrefetchTensorBuffer(var);
-          for (int list = 0; list < kLists; ++list) {
-            if (tensorflow::Var* var = state_vars[list * n + i + kAhead].get()) {
-              PrefetchTensorBuffer(var);
-            }
-          }
-        }
         OP_REQUIRES_OK(ctx, ReadValue<Device>(ctx, value_begin + i, value_vars[i].get(),
-                                              DataTypeToEnum<V>::value, &values[i]));
+                                              DataTypeToEnum<V>::value, &copies, &values[i]));
         for (int list = 0; list < kLists; ++list) {
           const int index = list * n + i;
           tensorflow::Var* var = state_vars[index].get();
@@ -620,7 +614,7 @@ class MovingAverageOp : public OpKernel {
           const bool is_local_step = list == 2;
           OP_REQUIRES_OK(ctx, CheckShape(ctx, index, *state[index],
                                          is_local_step ? tensorflow::TensorShape()
-                                                       : values[i].shape(),
+                                                       : values[i]->shape(),
                                          kStateRoles[list],
                                          is_local_step ? "it must be a scalar:" : "the value has"));
         }
@@ -632,16 +626,16 @@ class MovingAverageOp : public OpKernel {
   }
 
   template <typename T, typename V>
-  void Update(OpKernelContext* ctx, const UpdateScalars& scalars, const std::vector<Tensor*>& state,
-              const std::vector<Tensor>& values) {
+  void Update(OpKernelContext* ctx, const UpdateScalars& scalars,
+              const std::vector<Tensor*>& state, const std::vector<const Tensor*>& values) {
     const int n = static_cast<int>(values.size());
     DeviceArg<Device> device;
     OP_REQUIRES_OK(ctx, device.Init(ctx));
     if constexpr (kLists == 1) {
       std::vector<MovingAverageSegment<T, V>> segments(n);
       for (int i = 0; i < n; ++i) {
-        segments[i] = {state[i]->flat<T>().data(), values[i].flat<V>().data(),
-                       values[i].NumElements()};
+        segments[i] = {state[i]->flat<T>().data(), values[i]->flat<V>().data(),
+                       values[i]->NumElements()};
       }
       functor::MovingAverageUpdate<Device, T, V>()(device.get(), segments.data(), n,
                                                    scalars.weight);
@@ -655,7 +649,7 @@ class MovingAverageOp : public OpKernel {
         new_steps[i] = static_cast<T>(static_cast<C>(step) + C(1));
         const double local_step = static_cast<double>(static_cast<C>(new_steps[i]));
         segments[i] = {state[i]->flat<T>().data(), state[n + i]->flat<T>().data(),
-                       values[i].flat<V>().data(), values[i].NumElements(),
+                       values[i]->flat<V>().data(), values[i]->NumElements(),
                        1.0 - std::pow(scalars.decay, local_step)};
       }
       functor::DebiasedMovingAverageUpdate<Device, T, V>()(device.get(), segments.data(), n,

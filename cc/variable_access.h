@@ -17,11 +17,11 @@
 #ifndef SWA_OPS_CC_VARIABLE_ACCESS_H_
 #define SWA_OPS_CC_VARIABLE_ACCESS_H_
 
+#include <deque>
 #include <string>
 #include <vector>
 
 #include "absl/types/span.h"
-#include "tensorflow/core/common_runtime/dma_helper.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_mgr.h"
 #include "tensorflow/core/framework/resource_var.h"
@@ -111,22 +111,28 @@ absl::Status CopyToNewBuffer(tensorflow::OpKernelContext* ctx, const tensorflow:
                              tensorflow::Tensor* out);
 
 // Reads the value input `index`, of any dtype (the caller checks it): a plain tensor (`var`
-// null), or the resource variable `var` (FindVariable's) after checking it is initialised: its
-// tensor, sharing the buffer (a snapshot: a writer that finds the buffer shared copies it), or a
-// copy when the variable is in copy-on-read mode. REQUIRES: var->mu() held, shared or exclusive.
+// null), or the resource variable `var` (FindVariable's) after checking it is initialised, read
+// in place under the lock the caller holds (as TF's own readers such as ResourceGather do: no
+// reference taken, no copy), or, when the variable is in copy-on-read mode (where writers
+// update in place under a shared lock), a copy appended to `copies`. `*out` points into the
+// input, the variable or `copies`, valid while the lock is held and `copies` lives.
+// REQUIRES: var->mu() held, shared or exclusive.
 template <typename Device>
 absl::Status ReadLockedValue(tensorflow::OpKernelContext* ctx, int index, tensorflow::Var* var,
-                             tensorflow::Tensor* out) {
+                             std::deque<tensorflow::Tensor>* copies,
+                             const tensorflow::Tensor** out) {
   if (var == nullptr) {
-    *out = ctx->input(index);
+    *out = &ctx->input(index);
     return absl::OkStatus();
   }
   TF_RETURN_IF_ERROR(CheckInitialized(ctx, index, var, tensorflow::DT_INVALID, "value"));
   if (!var->copy_on_read_mode.load()) {
-    *out = *var->tensor();
+    *out = var->tensor();
     return absl::OkStatus();
   }
-  return CopyToNewBuffer<Device>(ctx, *var->tensor(), out);
+  TF_RETURN_IF_ERROR(CopyToNewBuffer<Device>(ctx, *var->tensor(), &copies->emplace_back()));
+  *out = &copies->back();
+  return absl::OkStatus();
 }
 
 // How a variable is made safe to update in place: copy-on-read mode (readers copy, so no tensor
@@ -172,14 +178,6 @@ absl::Status PrepareInPlaceUpdate(tensorflow::OpKernelContext* ctx, tensorflow::
     status = InPlaceAccess<Device, decltype(type)>::Prepare(ctx, var);
   });
   return status;
-}
-
-// Hints the cache to fetch the buffer object of `var`'s tensor (its reference count and data
-// pointer), which an op reads under the variable's lock: issued a few variables ahead, the misses
-// overlap, where reading each in turn (between atomic operations) would wait for every one.
-// REQUIRES: var->mu() held, shared or exclusive.
-inline void PrefetchTensorBuffer(tensorflow::Var* var) {
-  __builtin_prefetch(tensorflow::DMAHelper::buffer(var->tensor()));
 }
 
 // Exchanges the values of variables `a` and `b` (their buffers: no copy, no arithmetic, so
