@@ -72,10 +72,11 @@ so when sysfs reports a larger cache).
 The first call of thousands of variables is slow and grows faster than linearly (3000
 variables: 12-35 s; 10000: 40-80 s for the swa_ops paths, much of the grouped path's in
 Grappler's dependency optimizer, which is quadratic in the 20000 inputs of its one op). So
-before each point, every path's first call is predicted from its last measured points (log-log extrapolation, see
-`predict_first_call_s`); a path predicted above `--sweep-trace-limit` (default 60 s) is not
-run at that point (nor, as the prediction only grows, at larger ones), and the tables, the
-JSON ("skipped", "reason", "predicted_first_call_s") and the plot's legend say so. The plot
+before each point, every path's first call is predicted from its last measured points (log-log
+extrapolation, see `predict_first_call_s`); a path predicted above `--sweep-trace-limit`
+(default 60 s) is not run at that point (nor, as the prediction only grows, at larger ones), and
+the tables, the JSON ("skipped", "reason", "predicted_first_call_s") and the plot's legend say
+so. The plot
 (log-log: ms per update against the number of variables, one line per path, the memory floor
 as a horizontal line) goes to benchmarks/results/sweep.png (`--plot`) when matplotlib is
 installed; otherwise the run prints and writes everything else and says that it skipped the

@@ -63,7 +63,9 @@ void ParallelOverSegments(const CPUDevice& device, const Segment* segments, int6
   const SegmentRanges<Segment> ranges(segments, count);
   if (ranges.total() == 0) return;
   device.parallelFor(ranges.total(), cost_per_element,
-                     [&](Eigen::Index begin, Eigen::Index end) { ranges.ForEach(begin, end, body); });
+                     [&](Eigen::Index begin, Eigen::Index end) {
+                       ranges.ForEach(begin, end, body);
+                     });
 }
 
 template <typename T, typename V>
@@ -204,8 +206,8 @@ std::string OpPrefix(OpKernelContext* ctx) {
 absl::Status ReadScalar(OpKernelContext* ctx, int index, const char* name, double* out) {
   const Tensor& t = ctx->input(index);
   if (!tensorflow::TensorShapeUtils::IsScalar(t.shape())) {
-    return absl::InvalidArgumentError(absl::StrCat(OpPrefix(ctx), name, " must be a scalar, got shape ",
-                                                   t.shape().DebugString()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        OpPrefix(ctx), name, " must be a scalar, got shape ", t.shape().DebugString()));
   }
   switch (t.dtype()) {
     case tensorflow::DT_INT32: *out = t.scalar<int32_t>()(); break;

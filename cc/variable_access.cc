@@ -67,9 +67,9 @@ absl::Status FindVariableByHandle(OpKernelContext* ctx, const tensorflow::Resour
   // Messages are built only for an error: this runs for every variable of every update.
   const std::string& op_device = ctx->device()->attributes().name();
   if (!handle.device().empty() && handle.device() != op_device) {
-    return absl::InvalidArgumentError(absl::StrCat(Where(ctx, index, role), " lives on ",
-                                                   handle.device(), " but the op runs on ",
-                                                   op_device, ": place the update with its variables"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(ctx, index, role), " lives on ", handle.device(),
+                     " but the op runs on ", op_device, ": place the update with its variables"));
   }
   absl::Status found = tensorflow::LookupResource(ctx, handle, var);
   if (!found.ok()) {
