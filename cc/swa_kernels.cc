@@ -590,10 +590,10 @@ class MovingAverageOp : public OpKernel {
           "float16/bfloat16 values, float64 for float32 values)")));
     } else {
       const int n = static_cast<int>(value_vars.size());
-      // One pass visits each variable once: a grouped op's thousands of variables, scattered
-      // over the heap, cost a cache miss or two per visit. It finds the values (ReadValue) and
-      // the tensors updated: a resource variable's own (valid while locked) or a reference
-      // input's (held in `references`).
+      // The checks and reads are one pass over the variables (a grouped op's thousands of
+      // variables, scattered over the heap, cost a cache miss or two at each visit). It finds
+      // the values (ReadValue) and the tensors updated: a resource variable's own (valid while
+      // locked) or a reference input's (held in `references`).
       std::vector<const Tensor*> values(n);
       std::deque<Tensor> copies;
       std::vector<Tensor*> state(kLists * n);

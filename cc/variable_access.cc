@@ -93,15 +93,6 @@ absl::Status CheckInitialized(OpKernelContext* ctx, int index, Var* var, DataTyp
   return absl::OkStatus();
 }
 
-absl::Status CheckVariableInput(OpKernelContext* ctx, int index, Var* var, DataType dtype,
-                                const char* role, DataType* actual) {
-  if (var == nullptr) {
-    return CheckLockedVariableInput(ctx, index, var, dtype, role, /*ref_lock_held=*/false, actual);
-  }
-  tsl::tf_shared_lock lock(*var->mu());
-  return CheckLockedVariableInput(ctx, index, var, dtype, role, /*ref_lock_held=*/false, actual);
-}
-
 absl::Status CheckLockedVariableInput(OpKernelContext* ctx, int index, Var* var, DataType dtype,
                                       const char* role, bool ref_lock_held, DataType* actual) {
   if (var != nullptr) {
@@ -120,7 +111,9 @@ absl::Status CheckLockedVariableInput(OpKernelContext* ctx, int index, Var* var,
 absl::Status LookupVariable(OpKernelContext* ctx, int index, DataType dtype, const char* role,
                             VarPtr* var, DataType* actual) {
   TF_RETURN_IF_ERROR(FindVariable(ctx, index, role, var));
-  return CheckVariableInput(ctx, index, var->get(), dtype, role, actual);
+  tsl::tf_shared_lock lock(*(*var)->mu());
+  return CheckLockedVariableInput(ctx, index, var->get(), dtype, role, /*ref_lock_held=*/false,
+                                  actual);
 }
 
 absl::Status ShareVariableTensor(OpKernelContext* ctx, int index, Var* var,

@@ -63,19 +63,14 @@ absl::Status CheckInitialized(tensorflow::OpKernelContext* ctx, int index, tenso
 // Checks, without writing anything, that variable `index` is initialised and of `dtype` (any
 // dtype if DT_INVALID): the resource variable `var` (FindVariable's, or a group member), or, with
 // `var` null, the reference input `index` (of the op's T). `*actual` (if given) receives its dtype.
-// Takes the variable's lock, shared.
-absl::Status CheckVariableInput(tensorflow::OpKernelContext* ctx, int index, tensorflow::Var* var,
-                                tensorflow::DataType dtype, const char* role,
-                                tensorflow::DataType* actual = nullptr);
-
-// CheckVariableInput for an op that holds the variable's lock: REQUIRES var->mu() held (shared or
-// exclusive), or, for a reference input, its mutex held if `ref_lock_held`.
+// REQUIRES: var->mu() held (shared or exclusive), or, for a reference input, its mutex held if
+// `ref_lock_held`.
 absl::Status CheckLockedVariableInput(tensorflow::OpKernelContext* ctx, int index,
                                       tensorflow::Var* var, tensorflow::DataType dtype,
                                       const char* role, bool ref_lock_held,
                                       tensorflow::DataType* actual = nullptr);
 
-// FindVariable, then CheckVariableInput.
+// FindVariable, then CheckLockedVariableInput under the variable's lock, shared.
 absl::Status LookupVariable(tensorflow::OpKernelContext* ctx, int index, tensorflow::DataType dtype,
                             const char* role, VarPtr* var,
                             tensorflow::DataType* actual = nullptr);

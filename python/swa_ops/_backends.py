@@ -28,10 +28,11 @@ def _group(options, variables, values):
   if options.groups is None:
     return None, None
   if _ops.is_resource_variable(values[0]):  # A group's values are all alike (averager._groups).
-    group = options.groups.get(list(variables) + list(values))
-    return (None, None) if group is None else (group, [])
-  group = options.groups.get(list(variables))
-  return (None, None) if group is None else (group, values)
+    members, tensors = list(variables) + list(values), []
+  else:
+    members, tensors = list(variables), values
+  group = options.groups.get(members)
+  return (None, None) if group is None else (group, tensors)
 
 
 class FusedBackend:
