@@ -24,7 +24,6 @@ namespace cuda {
 namespace {
 
 constexpr int kThreadsPerBlock = 256;
-constexpr int64_t kChunkElements = 1 << 16;
 constexpr int64_t kMaxBlocks = 1 << 16;
 
 // Storage type <-> its compute type: half and bfloat16 in float32.
@@ -117,26 +116,63 @@ __device__ __forceinline__ void Step(const Op& op, int64_t p, Arrays... arrays) 
   ApplyLanes<K>(op, p, Load<K>(arrays, p)...);
 }
 
+// Packs p and q of one array, loaded together.
+template <int K, typename X, bool kLoad, bool kStore>
+struct LanePair {
+  Lane<K, X, kLoad, kStore> first, second;
+};
+
+template <int K, typename X, bool kLoad, bool kStore>
+__device__ __forceinline__ LanePair<K, X, kLoad, kStore> LoadPair(Array<X, kLoad, kStore> array,
+                                                                  int64_t p, int64_t q) {
+  return {Load<K>(array, p), Load<K>(array, q)};
+}
+
+// Packs p and q of every array: both packs' loads before any store, so that a thread keeps
+// twice the bytes in flight.
+template <int K, typename Op, typename... Pairs>
+__device__ __forceinline__ void ApplyPairs(const Op& op, int64_t p, int64_t q, Pairs... pairs) {
+#pragma unroll
+  for (int j = 0; j < K; ++j) op(pairs.first.pack.v[j]...);
+#pragma unroll
+  for (int j = 0; j < K; ++j) op(pairs.second.pack.v[j]...);
+  (pairs.first.Store(p), ...);
+  (pairs.second.Store(q), ...);
+}
+
+template <int K, typename Op, typename... Arrays>
+__device__ __forceinline__ void StepPair(const Op& op, int64_t p, int64_t q, Arrays... arrays) {
+  ApplyPairs<K>(op, p, q, LoadPair<K>(arrays, p, q)...);
+}
+
 // The element loop of a segment piece of n elements, shared by the update kinds: the block's
-// threads take K-element steps (vector accesses) where every array is aligned for its pack,
-// then single elements for the rest (or for all of them when an array is unaligned).
+// threads take K-element steps (vector accesses), two at a time, where every array is aligned
+// for its pack, then single elements for the rest (or for all of them when an array is
+// unaligned). Two packs per step: on an H200, W1's debiased update went from 83% to 86% of a
+// device-to-device copy, the SWA update from 92% to 94%; W3's from 91% to 90% and 96% to 95%.
 template <int K, typename Op, typename... Arrays>
 __device__ __forceinline__ void ForEachElement(int64_t n, const Op& op, Arrays... arrays) {
   int64_t vectorized = 0;
   if ((arrays.template Aligned<K>() && ...)) {
     vectorized = n / K * K;
-    for (int64_t p = threadIdx.x; p < n / K; p += blockDim.x) Step<K>(op, p, arrays...);
+    const int64_t packs = n / K;
+    int64_t p = threadIdx.x;
+    for (; p + blockDim.x < packs; p += 2 * blockDim.x) {
+      StepPair<K>(op, p, p + blockDim.x, arrays...);
+    }
+    if (p < packs) Step<K>(op, p, arrays...);
   }
   for (int64_t i = vectorized + threadIdx.x; i < n; i += blockDim.x) Step<1>(op, i, arrays...);
 }
 
-template <typename Segment>
+// A launch's segments and the prefix sums of their chunks (first_chunk[count] chunks in all).
+// kCapacity is MaxSegmentsPerLaunch, or kSmallTableSegments for calls with few segments.
+template <typename Segment, int64_t kCapacity>
 struct SegmentTable {
-  Segment segments[kMaxSegmentsPerLaunch];
-  int64_t first_chunk[kMaxSegmentsPerLaunch + 1];  // Prefix sums of each segment's chunks.
-  int count;
+  Segment segments[kCapacity];
+  int64_t first_chunk[kCapacity + 1];
+  int64_t count;
 };
-
 template <typename T, typename V>
 struct MovingAverageElements {
   using C = typename Compute<T>::type;
@@ -176,29 +212,51 @@ struct DebiasedElements {
   }
 };
 
-// Each block takes chunks (grid-stride) and finds its segment in the table.
-template <typename Segment, typename Elements>
+// Index of the segment holding `chunk`: the last s in [first, count) with first_chunk[s] <=
+// chunk (binary search; the table is in the parameter space, read uniformly by the block).
+template <typename Table>
+__device__ __forceinline__ int64_t SegmentOf(const Table& table, int64_t chunk, int64_t first) {
+  int64_t last = table.count - 1;
+  while (first < last) {
+    const int64_t middle = (first + last + 1) / 2;
+    if (table.first_chunk[middle] <= chunk) {
+      first = middle;
+    } else {
+      last = middle - 1;
+    }
+  }
+  return first;
+}
+
+// Each block takes chunks (grid-stride) and finds their segments in the table. The table is a
+// __grid_constant__ parameter: indexed in place, never copied to each thread's local memory.
+template <typename Table, typename Elements>
 __global__ void __launch_bounds__(kThreadsPerBlock)
-    MultiSegmentKernel(const SegmentTable<Segment> table, const Elements elements) {
+    MultiSegmentKernel(const __grid_constant__ Table table, const Elements elements) {
   const int64_t chunks = table.first_chunk[table.count];
-  int segment = 0;
+  int64_t segment = 0;
   for (int64_t chunk = blockIdx.x; chunk < chunks; chunk += gridDim.x) {
-    while (chunk >= table.first_chunk[segment + 1]) ++segment;
-    const Segment& s = table.segments[segment];
+    segment = SegmentOf(table, chunk, segment);
+    const auto& s = table.segments[segment];
     const int64_t begin = (chunk - table.first_chunk[segment]) * kChunkElements;
     const int64_t end = begin + kChunkElements < s.size ? begin + kChunkElements : s.size;
     elements(s, begin, end);
   }
 }
 
-template <typename Segment, typename Elements>
-cudaError_t LaunchSegments(const Segment* segments, int64_t count, const Elements& elements,
-                           cudaStream_t stream) {
-  SegmentTable<Segment> table;
+// Fills tables of the given capacity with the non-empty segments, launching each when full
+// and the last one at the end.
+template <int64_t kCapacity, typename Segment, typename Elements>
+cudaError_t LaunchTables(const Segment* segments, int64_t count, const Elements& elements,
+                         cudaStream_t stream) {
+  using Table = SegmentTable<Segment, kCapacity>;
+  static_assert(sizeof(Table) + sizeof(Elements) <= kMaxKernelParameterBytes,
+                "the segment table exceeds the kernel parameter space");
+  Table table;
   table.count = 0;
   table.first_chunk[0] = 0;
   for (int64_t i = 0; i <= count; ++i) {
-    const bool full = table.count == kMaxSegmentsPerLaunch;
+    const bool full = table.count == kCapacity;
     if ((i == count || full) && table.count > 0) {
       const int64_t chunks = table.first_chunk[table.count];
       const unsigned blocks = static_cast<unsigned>(std::min(chunks, kMaxBlocks));
@@ -215,6 +273,25 @@ cudaError_t LaunchSegments(const Segment* segments, int64_t count, const Element
     ++table.count;
   }
   return cudaSuccess;
+}
+
+// The smallest table that holds the call's segments: a launch's cost grows with the bytes of
+// its parameters (on an H200, a 32 KB table took about 10 us longer than a 1 KB one).
+template <typename Segment, typename Elements>
+cudaError_t LaunchSegments(const Segment* segments, int64_t count, const Elements& elements,
+                           cudaStream_t stream) {
+  constexpr int64_t kLargest = MaxSegmentsPerLaunch<Segment>();
+  static_assert(kLargest >= 16 * kSmallTableSegments, "tables must grow with the count");
+  if (count <= kSmallTableSegments) {
+    return LaunchTables<kSmallTableSegments>(segments, count, elements, stream);
+  }
+  if (count <= 4 * kSmallTableSegments) {
+    return LaunchTables<4 * kSmallTableSegments>(segments, count, elements, stream);
+  }
+  if (count <= 16 * kSmallTableSegments) {
+    return LaunchTables<16 * kSmallTableSegments>(segments, count, elements, stream);
+  }
+  return LaunchTables<kLargest>(segments, count, elements, stream);
 }
 
 }  // namespace

@@ -26,8 +26,29 @@
 namespace swa_ops {
 namespace cuda {
 
-// Segments per launch: the table is a kernel parameter and must fit the 4 KB parameter space.
-constexpr int kMaxSegmentsPerLaunch = 32;
+// Each block of a launch updates one chunk of a segment at a time: at most this many
+// elements. 16K elements (64 KB of float32) give W3's 64M floats 4096 blocks and a small
+// variable list enough blocks to fill an H200 (measured faster than 32K and 64K there).
+constexpr int64_t kChunkElements = 1 << 14;
+
+// The segment table is passed by value as the kernel's parameter, which may take up to 32764
+// bytes (CUDA 12.1 and newer, compute capability 7.0 and newer; this build needs a CUDA 13
+// driver anyway). kParameterReserve leaves room for the update's scalars.
+constexpr int64_t kMaxKernelParameterBytes = 32764;
+constexpr int64_t kParameterReserve = 64;
+
+// Segments per launch for one kind of segment: its table entry is the segment and the prefix
+// sum of chunks that maps blocks to segments. A call with more segments is split into launches
+// of this many (W2's 2000 variables of one dtype: 2 launches of SWA, 3 of debiased EMA).
+template <typename Segment>
+constexpr int64_t MaxSegmentsPerLaunch() {
+  return (kMaxKernelParameterBytes - kParameterReserve - 2 * sizeof(int64_t)) /
+         (sizeof(Segment) + sizeof(int64_t));
+}
+
+// Calls with at most this many segments launch a small table, so that a single variable's
+// update does not pass 32 KB of parameters at every launch.
+constexpr int64_t kSmallTableSegments = 16;
 
 template <typename T, typename V = T>
 cudaError_t LaunchMovingAverageUpdate(const MovingAverageSegment<T, V>* segments, int64_t count,

@@ -1,7 +1,7 @@
 // Standalone test of the CUDA launchers (no TensorFlow): every launcher, every (T, V) pair (T the
 // variables' dtype, V the values': T itself, or a narrower float), many sizes (0, 1, 3, 4097,
 // chunk boundaries, 2**26 for V = T), aligned, unaligned and mixed offsets, and multi-segment
-// calls that fill several launch tables, each compared bit for bit with the CPU math of
+// calls around the small table's capacity and over several full launch tables, each compared bit for bit with the CPU math of
 // cc/swa_math.h as cc/cpu_updates.h runs it (computed in C: float32 for float16 and bfloat16
 // variables, T otherwise; the value converted to C exactly; rounded to T once when stored).
 //   nvcc -std=c++17 -O3 -Xcompiler -ffp-contract=off -Icc -Icuda tests/cuda/harness.cu
@@ -200,7 +200,8 @@ void TestSegments(std::mt19937_64& rng, const std::vector<int64_t>& sizes,
 template <typename T, typename V>
 void TestPair(std::mt19937_64& rng) {
   constexpr int k = 16 / sizeof(T);
-  std::vector<int64_t> sizes = {0, 1, 3, 4097, (1L << 16) - 1, (1L << 16) + 5, 3L * (1 << 16) + 7};
+  constexpr int64_t chunk = swa_ops::cuda::kChunkElements;
+  std::vector<int64_t> sizes = {0, 1, 3, 4097, chunk - 1, chunk, chunk + 5, 3 * chunk + 7};
   for (int64_t size : sizes) {
     // The offsets o / (o + 1) % 4 / o of the original same-type cases, then the aligned mixes.
     std::vector<Offsets> cases = {{0, 1, 0}, {1, 2, 1}, {3, 0, 3}, {0, 0, 0},
@@ -221,6 +222,20 @@ void TestPair(std::mt19937_64& rng) {
   TestSegments<T, V>(rng, many,
                      {{0, 0, 0}, {0, 0, k}, {0, 0, 1}, {1, 0, 0}, {0, 1, 0}, {k, k, 0}},
                      "100 segments aligned mix");
+  // More segments than one launch takes: several full tables and a partial one, for both
+  // kinds (the debiased table is the smaller).
+  const int64_t table = swa_ops::cuda::MaxSegmentsPerLaunch<MovingAverageSegment<T, V>>();
+  std::uniform_int_distribution<int64_t> small(0, 2000);
+  std::vector<int64_t> several_tables(2 * table + 7);
+  for (auto& s : several_tables) s = small(rng) % 5 == 0 ? small(rng) % 9 : small(rng);
+  TestSegments<T, V>(rng, several_tables, {{0, 0, 0}, {1, 2, 1}, {0, 0, k}},
+                     std::to_string(several_tables.size()) + " segments");
+  // The small table's capacity, and one more segment than it holds.
+  for (int64_t count : {swa_ops::cuda::kSmallTableSegments,
+                        swa_ops::cuda::kSmallTableSegments + 1}) {
+    TestSegments<T, V>(rng, std::vector<int64_t>(count, 70001), {{0, 0, 0}, {0, 1, 1}},
+                       std::to_string(count) + " segments of 70001");
+  }
 }
 
 }  // namespace
