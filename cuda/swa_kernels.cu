@@ -166,13 +166,14 @@ __device__ __forceinline__ void ForEachElement(int64_t n, const Op& op, Arrays..
 }
 
 // A launch's segments and the prefix sums of their chunks (first_chunk[count] chunks in all).
-// kCapacity is MaxSegmentsPerLaunch, or kSmallTableSegments for calls with few segments.
+// kCapacity is one of the table sizes LaunchSegments picks from.
 template <typename Segment, int64_t kCapacity>
 struct SegmentTable {
   Segment segments[kCapacity];
   int64_t first_chunk[kCapacity + 1];
   int64_t count;
 };
+
 template <typename T, typename V>
 struct MovingAverageElements {
   using C = typename Compute<T>::type;
@@ -281,7 +282,8 @@ template <typename Segment, typename Elements>
 cudaError_t LaunchSegments(const Segment* segments, int64_t count, const Elements& elements,
                            cudaStream_t stream) {
   constexpr int64_t kLargest = MaxSegmentsPerLaunch<Segment>();
-  static_assert(kLargest >= 16 * kSmallTableSegments, "tables must grow with the count");
+  static_assert(kLargest >= 16 * kSmallTableSegments,
+                "the largest table must hold more segments than the 16 * small one");
   if (count <= kSmallTableSegments) {
     return LaunchTables<kSmallTableSegments>(segments, count, elements, stream);
   }

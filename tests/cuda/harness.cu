@@ -1,9 +1,10 @@
 // Standalone test of the CUDA launchers (no TensorFlow): every launcher, every (T, V) pair (T the
 // variables' dtype, V the values': T itself, or a narrower float), many sizes (0, 1, 3, 4097,
 // chunk boundaries, 2**26 for V = T), aligned, unaligned and mixed offsets, and multi-segment
-// calls around the small table's capacity and over several full launch tables, each compared bit for bit with the CPU math of
-// cc/swa_math.h as cc/cpu_updates.h runs it (computed in C: float32 for float16 and bfloat16
-// variables, T otherwise; the value converted to C exactly; rounded to T once when stored).
+// calls (around the small table's capacity, over several full launch tables), each compared
+// bit for bit with the CPU math of cc/swa_math.h as cc/cpu_updates.h runs it (computed in C:
+// float32 for float16 and bfloat16 variables, T otherwise; the value converted to C exactly;
+// rounded to T once when stored).
 //   nvcc -std=c++17 -O3 -Xcompiler -ffp-contract=off -Icc -Icuda tests/cuda/harness.cu
 //       cuda/swa_kernels.cu -o harness
 // Prints one line per failure and a closing line "N passed, N failed"; exits 1 on any failure,
