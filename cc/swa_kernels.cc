@@ -7,6 +7,7 @@
 #define EIGEN_USE_THREADS
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <deque>
 #include <string>
@@ -54,18 +55,65 @@ struct ComputeType<Eigen::bfloat16> {
 
 namespace functor {
 
-// Runs body(segment, begin, end) over every element of `segments`, split into ranges by
-// Eigen's cost model over TF's intra-op thread pool: by bytes, not by variable, so one huge
-// variable and thousands of tiny ones alike use every core (and a small total runs inline).
+// Updates moving at most this many bytes are split by ParallelBlocksWithCaller, larger ones by
+// Eigen's parallelFor. Measured on 2 cores, alternating processes: 2000 x 1000 float32 (24 MB)
+// 1.07 instead of 1.13 ms per tf.function call, 4M floats in 10 to 3000 variables 0.05-0.1 ms
+// faster; one 64M-float variable was 0.5 ms slower (of 16) with the calling thread working.
+constexpr double kCallerWorksMaxBytes = 64 << 20;
+
+// Runs run_block(b) for b in [0, blocks) on the calling thread and threads - 1 threads of the
+// device's pool, which take blocks in turn. Eigen's parallelFor runs the work on the pool while
+// the calling thread sleeps when there are more blocks than threads: a thread hop each way,
+// which a small update feels.
+template <typename RunBlock>
+void ParallelBlocksWithCaller(const CPUDevice& device, int threads, int64_t blocks,
+                              const RunBlock& run_block) {
+  std::atomic<int64_t> next_block{0};
+  auto run_blocks = [&] {
+    for (int64_t b; (b = next_block.fetch_add(1, std::memory_order_relaxed)) < blocks;) {
+      run_block(b);
+    }
+  };
+  const int helpers = static_cast<int>(std::min<int64_t>(threads, blocks)) - 1;
+  Eigen::Barrier done(static_cast<unsigned int>(helpers));
+  for (int h = 0; h < helpers; ++h) {
+    device.getPool()->Schedule([&] {
+      run_blocks();
+      done.Notify();
+    });
+  }
+  run_blocks();
+  done.Wait();
+}
+
+// Runs body(segment, begin, end) over every element of `segments`, split into ranges over TF's
+// intra-op thread pool by bytes, not by variable, so one huge variable and thousands of tiny
+// ones alike use every core; Eigen's cost model decides how many threads (a small total runs
+// inline).
 template <typename Segment, typename Body>
 void ParallelOverSegments(const CPUDevice& device, const Segment* segments, int64_t count,
                           const Eigen::TensorOpCost& cost_per_element, const Body& body) {
   const SegmentRanges<Segment> ranges(segments, count);
-  if (ranges.total() == 0) return;
-  device.parallelFor(ranges.total(), cost_per_element,
-                     [&](Eigen::Index begin, Eigen::Index end) {
-                       ranges.ForEach(begin, end, body);
-                     });
+  const int64_t total = ranges.total();
+  if (total == 0) return;
+  const double bytes =
+      (cost_per_element.bytes_loaded() + cost_per_element.bytes_stored()) * total;
+  if (bytes > kCallerWorksMaxBytes) {
+    device.parallelFor(total, cost_per_element, [&](Eigen::Index begin, Eigen::Index end) {
+      ranges.ForEach(begin, end, body);
+    });
+    return;
+  }
+  const int threads = Eigen::TensorCostModel<CPUDevice>::numThreads(
+      static_cast<double>(total), cost_per_element, device.numThreads());
+  if (threads <= 1) {
+    ranges.ForEach(0, total, body);
+    return;
+  }
+  const int64_t blocks = 4 * threads;
+  ParallelBlocksWithCaller(device, threads, blocks, [&](int64_t b) {
+    ranges.ForEach(total * b / blocks, total * (b + 1) / blocks, body);
+  });
 }
 
 template <typename T, typename V>

@@ -57,6 +57,32 @@ def test_graph_mode_apply_over_200_variables_is_one_op_per_dtype():
   assert not any(t.startswith("SWAAssign") and t != "SWAAssignNVariable" for t in counter)
 
 
+@pytest.mark.parametrize("sizes", [
+    [1_500_001, 3, 0, 600_007] + [1000] * 50,  # 2.15M values, 26 MB moved per update.
+    [5_000_011, 1, 1_200_003],  # 6.2M values, 74 MB: over the op's 64 MB switch of splitting.
+], ids=["under_64MB", "over_64MB"])
+def test_a_large_grouped_update_split_over_threads_updates_each_value_once(sizes):
+  """An update large enough to be split over the intra-op threads, by elements across variable
+  boundaries, matches the float32 model of the SPEC bit for bit: no value skipped or updated
+  twice."""
+  rng = np.random.default_rng(5)
+  variables = [tf.Variable(rng.normal(size=n).astype(np.float32)) for n in sizes]
+  step = tf.Variable(0, dtype=tf.int64)
+  swa = swa_ops.SWAMovingAverage(step)
+  swa.apply(variables)  # num_updates 0: the averages start at the variables' values.
+  expected = [v.numpy() for v in variables]
+  for n in range(1, 4):
+    step.assign(n)
+    weight = np.float32(1.0 / (n + 1.0))
+    for var, average in zip(variables, expected):
+      value = rng.normal(size=var.shape).astype(np.float32)
+      var.assign(value)
+      average -= (average - value) * weight
+    swa.apply(variables)
+  for var, average in zip(variables, expected):
+    np.testing.assert_array_equal(swa.average(var).numpy(), average)
+
+
 @pytest.mark.parametrize("mode", ["eager", "function"])
 def test_grouped_and_per_variable_are_bit_identical(mode):
   rng = np.random.default_rng(11)
