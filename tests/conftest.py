@@ -90,6 +90,13 @@ def tolerance(dtype, steps=1):
   return 4 * eps * np.sqrt(max(steps, 1)) + 2 * eps
 
 
+def swa_float32_oracle(average, value, num_updates):
+  """One SWA update of float32 `average` toward `value` as the SPEC defines it and the op rounds
+  it: weight 1 / (num_updates + 1) in float32, each operation rounded to float32, no FMA."""
+  weight = np.float32(1.0 / (num_updates + 1.0))
+  return (average - (average - value) * weight).astype(np.float32)
+
+
 def rounded(values, dtype):
   """Values as stored in `dtype`, back in float64 (the oracle is fed exactly these)."""
   return np.asarray(values, np.float64).astype(dtype.as_numpy_dtype).astype(np.float64)

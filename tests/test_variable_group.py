@@ -17,6 +17,7 @@ import tensorflow as tf
 
 import swa_ops
 from swa_ops import _ops
+from conftest import swa_float32_oracle
 
 library = _ops.library
 SHAPES = [(3,), (), (0,), (2, 5)]
@@ -29,11 +30,6 @@ def _group(variables):
 def _swa(group, step, **attrs):
   return library.swa_assign_group(group, [], tf.constant(step, tf.int64), [], T=tf.float32,
                                   **attrs)
-
-
-def _swa_oracle(average, value, step):
-  weight = np.float32(1.0 / (step + 1.0))
-  return (average - (average - value) * weight).astype(np.float32)
 
 
 def _pairs(rng):
@@ -64,7 +60,7 @@ def test_group_updates_match_the_float32_model(mode):
     step.assign(n)
     for value in values:
       value.assign(rng.normal(size=value.shape).astype(np.float32))
-    expected = [_swa_oracle(a, v, n) for a, v in zip(expected, _read(values))]
+    expected = [swa_float32_oracle(a, v, n) for a, v in zip(expected, _read(values))]
     update()
     for average, want in zip(averages, expected):
       np.testing.assert_array_equal(average.numpy(), want)
@@ -75,7 +71,7 @@ def test_group_with_value_tensors_matches_the_model():
   averages, _ = _pairs(rng)
   group = _group(averages)
   tensors = [rng.normal(size=shape).astype(np.float32) for shape in SHAPES]
-  expected = [_swa_oracle(a, v, 2) for a, v in zip(_read(averages), tensors)]
+  expected = [swa_float32_oracle(a, v, 2) for a, v in zip(_read(averages), tensors)]
   library.swa_assign_group(group, [tf.constant(t) for t in tensors], tf.constant(2), [],
                            T=tf.float32)
   for average, want in zip(averages, expected):
@@ -122,8 +118,8 @@ def test_a_member_created_again_under_its_handle_is_found_again():
   tf.raw_ops.DestroyResourceOp(resource=averages[0])
   fresh = np.array([10.0, 20.0, 30.0], np.float32)
   tf.raw_ops.AssignVariableOp(resource=averages[0], value=fresh)
-  expected = [_swa_oracle(fresh, _read_handle(values[0]), 3),
-              _swa_oracle(_read_handle(averages[1]), _read_handle(values[1]), 3)]
+  expected = [swa_float32_oracle(fresh, _read_handle(values[0]), 3),
+              swa_float32_oracle(_read_handle(averages[1]), _read_handle(values[1]), 3)]
   _swa(group, 3)
   for handle, want in zip(averages, expected):
     np.testing.assert_array_equal(_read_handle(handle), want)
@@ -353,6 +349,6 @@ def test_one_value_averaged_into_two_averages_by_one_op(variant, use_locking):
       library.swa_assign_n_variable([a.handle for a in averages], [weight.handle] * 2,
                                     tf.constant(step, tf.int64), [], T=tf.float32,
                                     use_locking=use_locking)
-    expected = [_swa_oracle(e, np.full(64, 3.0, np.float32), step) for e in expected]
+    expected = [swa_float32_oracle(e, np.full(64, 3.0, np.float32), step) for e in expected]
     for average, want in zip(averages, expected):
       np.testing.assert_array_equal(average.numpy(), want)
