@@ -4,6 +4,7 @@ Usage:
   python benchmarks/bench.py [--quick] [--json PATH] [--workloads W1,W2,W3]
                              [--sweep | --no-sweep] [--sweep-variables 10,30,...]
                              [--sweep-values N] [--sweep-trace-limit SECONDS] [--plot PATH]
+                             [--reference PATH | --no-tf1]
 
 A run has two parts: the workloads W1-W3 and the sweep (`--sweep`: the sweep only;
 `--no-sweep`: the workloads only; default: both, in quick and full runs alike).
@@ -31,6 +32,15 @@ values), these paths:
 
 The speedup table gives reference / swa_ops (median ms) for the grouped and the per-variable
 path.
+
+TF1 graph mode, against the ORIGINAL reference: after each workload's paths (their variables
+freed), a child process (benchmarks/bench_tf1.py; the reference needs TF1 reference variables,
+`tf.compat.v1.disable_v2_behavior()`, for the whole process) times `Session.run` of the original
+`SWAMovingAverage` loaded from --reference (default: ../shared/reference/swa_moving_average.py
+beside the repository), swa_ops on the same reference variables, and swa_ops grouped on
+resource variables, interleaved like the paths above. Their table gives each median, the
+grouped path's ratio to the workload's floor, and the speedups over the original reference.
+Skipped, with a note, if the reference file is missing (or with --no-tf1).
 
 How: every path is built and warmed up (traced, compiled, shadows created and touched) first;
 the first call's seconds are recorded. Then each path's cost of one call is estimated and
@@ -101,6 +111,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import time
 
@@ -121,6 +132,9 @@ BYTES_PER_VALUE = 12  # float32: read the average, read the variable, write the 
 MIN_BANDWIDTH_FLOATS = 64 * 2**20
 EMA_DECAY = 0.99
 BANDWIDTH_KEY = "bandwidth"
+DEFAULT_REFERENCE = os.path.normpath(
+    os.path.join(HERE, "..", "..", "shared", "reference", "swa_moving_average.py"))
+TF1_CHILD = os.path.join(HERE, "bench_tf1.py")
 
 SETTINGS = {
     # repeats: batches per path; target_s: wall time of one batch; path_budget_s: cap on one
@@ -474,6 +488,22 @@ def run_workload(name, settings, kernel):
   }
 
 
+def run_tf1_workload(name, mode, reference_path):
+  """bench_tf1.py's paths for workload `name` (a child process); {path: summary}, or
+  {"skipped": reason}."""
+  if not os.path.isfile(reference_path):
+    return {"skipped": "the original reference %s is not there" % reference_path}
+  started = time.perf_counter()
+  proc = subprocess.run([sys.executable, TF1_CHILD, name, mode, reference_path],
+                        capture_output=True, text=True)
+  lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+  if proc.returncode != 0 or not lines:
+    raise RuntimeError("%s %s failed (rc %d):\n%s" % (TF1_CHILD, name, proc.returncode,
+                                                     proc.stderr[-4000:]))
+  return {"paths": json.loads(lines[-1][len("RESULT "):]), "reference": reference_path,
+          "seconds": time.perf_counter() - started}
+
+
 def floor_ms(num_values, bandwidth_gbps):
   return BYTES_PER_VALUE * num_values / (bandwidth_gbps * 1e9) * 1e3
 
@@ -501,6 +531,14 @@ def add_floors(workloads, bandwidth_gbps):
         reference_ms / paths["swa_ops_tf_function"]["median_ms"])
     result["speedup_swa_ops_per_variable_vs_reference_tf_function"] = (
         reference_ms / paths["swa_ops_per_variable_tf_function"]["median_ms"])
+    tf1 = result.get("tf1", {})
+    if "paths" in tf1:
+      for path in tf1["paths"].values():
+        path["ratio_to_floor"] = path["median_ms"] / result["floor_ms"]
+      original_ms = tf1["paths"]["reference_tf1_graph"]["median_ms"]
+      for key in ("swa_ops_tf1_graph", "swa_ops_tf1_graph_ref_vars"):
+        tf1["speedup_%s_vs_reference_tf1_graph" % key] = (
+            original_ms / tf1["paths"][key]["median_ms"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -602,6 +640,30 @@ def format_speedup_table(workloads):
         name, result["num_variables"], result["num_values"],
         result["speedup_swa_ops_vs_reference_tf_function"],
         result["speedup_swa_ops_per_variable_vs_reference_tf_function"]))
+  return "\n".join(lines)
+
+
+def format_tf1_table(workloads):
+  """The TF1 graph paths' table, or None if no workload has them; a skipped one says why."""
+  if not any("tf1" in result for result in workloads.values()):
+    return None
+  lines = ["| workload | original reference | swa_ops, reference variables | swa_ops grouped "
+           "(resource) | grouped x floor | grouped speedup | reference-variable speedup |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+  for name, result in workloads.items():
+    tf1 = result.get("tf1")
+    if tf1 is None:
+      continue
+    if "paths" not in tf1:
+      lines.append("| %s | skipped: %s | | | | | |" % (name, tf1["skipped"]))
+      continue
+    paths = tf1["paths"]
+    lines.append("| %s | %.2f | %.2f | %.2f | %.2f | %.1fx | %.1fx |" % (
+        name, paths["reference_tf1_graph"]["median_ms"],
+        paths["swa_ops_tf1_graph_ref_vars"]["median_ms"],
+        paths["swa_ops_tf1_graph"]["median_ms"], paths["swa_ops_tf1_graph"]["ratio_to_floor"],
+        tf1["speedup_swa_ops_tf1_graph_vs_reference_tf1_graph"],
+        tf1["speedup_swa_ops_tf1_graph_ref_vars_vs_reference_tf1_graph"]))
   return "\n".join(lines)
 
 
@@ -748,6 +810,11 @@ def parse_args(argv):
                       "take longer, in seconds (default: %(default)s)")
   parser.add_argument("--plot", default=os.path.join(HERE, "results", "sweep.png"),
                       help="where to write the sweep plot (default: %(default)s)")
+  parser.add_argument("--reference", default=DEFAULT_REFERENCE,
+                      help="the original reference, for the TF1 graph paths (default: "
+                      "%(default)s)")
+  parser.add_argument("--no-tf1", action="store_true",
+                      help="leave out the TF1 graph paths against the original reference")
   args = parser.parse_args(argv)
   args.workloads = [] if args.sweep else [
       w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -761,15 +828,19 @@ def parse_args(argv):
   return args
 
 
-def run_all(names, settings, machine):
-  """Times the workloads `names` (possibly none); returns (workloads, bandwidth) with floors
-  added."""
+def run_all(names, mode, machine, tf1_reference):
+  """Times the workloads `names` (possibly none), and their TF1 graph paths against the original
+  reference at `tf1_reference` unless None; returns (workloads, bandwidth) with floors added."""
+  settings = SETTINGS[mode]
   kernel = BandwidthKernel(bandwidth_array_floats(), machine["nproc"])
   start_up_gbps = kernel.best_gbps(settings["bandwidth_repeats"])
   workloads = {}
   for name in names:
     print("%s: building, warming up and timing ..." % name, file=sys.stderr, flush=True)
     workloads[name] = run_workload(name, settings, kernel)
+    if tf1_reference is not None:
+      print("%s: TF1 graph paths (child process) ..." % name, file=sys.stderr, flush=True)
+      workloads[name]["tf1"] = run_tf1_workload(name, mode, tf1_reference)
   kernel.close()
   best_in_rounds = {name: result.pop("bandwidth_gb_per_s_best_in_rounds")
                     for name, result in workloads.items()}
@@ -813,6 +884,14 @@ def print_workloads(mode, workloads):
   print()
   print(format_speedup_table(workloads))
   print()
+  tf1_table = format_tf1_table(workloads)
+  if tf1_table:
+    print("TF1 graph mode (Session.run), against the original reference; timed in a child "
+          "process after the workload's other paths (ms per update, median over repeats; x floor "
+          "as above; speedup = original reference median / swa_ops median)")
+    print()
+    print(tf1_table)
+    print()
 
 
 def print_sweep(sweep, plot_path):
@@ -839,7 +918,8 @@ def main(argv=None):
   started = time.perf_counter()
 
   machine = machine_info()
-  workloads, bandwidth = run_all(args.workloads, settings, machine)
+  workloads, bandwidth = run_all(args.workloads, mode, machine,
+                                 None if args.no_tf1 else args.reference)
   workloads_done = time.perf_counter()
   sweep = None if args.no_sweep else sweep_report(args, mode, bandwidth["gb_per_s"])
   elapsed = time.perf_counter() - started

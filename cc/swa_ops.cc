@@ -134,6 +134,15 @@ bool RegisterAll() {
                .Attr("N: int >= 1")
                .SetIsStateful()
                .SetShapeFn(tensorflow::shape_inference::ScalarShape));
+  // The group of the resource variables (containers[i], shared_names[i]) of the op's device, as
+  // their VarHandleOps name them: SWAVariableGroup for graphs that run many times (TF1
+  // sessions), without a handle input per variable. Made at the op's first run and kept by it.
+  Register(OpDefBuilder("SWAVariableGroupByName")
+               .Output("group: resource")
+               .Attr("containers: list(string) >= 1")
+               .Attr("shared_names: list(string) >= 1")
+               .SetIsStateful()
+               .SetShapeFn(tensorflow::shape_inference::ScalarShape));
   // True when every element of every value (tensors or resource variables, or the members of a
   // SWAVariableGroup given as the only input) is finite.
   Register(OpDefBuilder("AllFinite")

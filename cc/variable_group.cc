@@ -63,9 +63,51 @@ class VariableGroupOp : public tensorflow::OpKernel {
   }
 };
 
-REGISTER_KERNEL_BUILDER(Name("SWAVariableGroup").Device(tensorflow::DEVICE_CPU), VariableGroupOp);
+// The group is made once per kernel (per graph and session) and its handle output at every run:
+// the group looks its members up at the first update and again only if one is deleted.
+class VariableGroupByNameOp : public tensorflow::OpKernel {
+ public:
+  explicit VariableGroupByNameOp(tensorflow::OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("containers", &containers_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("shared_names", &shared_names_));
+    OP_REQUIRES(ctx, containers_.size() == shared_names_.size(),
+                absl::InvalidArgumentError(absl::StrCat(
+                    type_string(), " '", name(), "': ", containers_.size(), " containers but ",
+                    shared_names_.size(), " shared_names; give one of each per variable")));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    tsl::mutex_lock lock(mu_);
+    if (group_.dtype() != tensorflow::DT_RESOURCE) {  // The first run.
+      std::vector<ResourceHandle> handles;
+      handles.reserve(shared_names_.size());
+      for (size_t i = 0; i < shared_names_.size(); ++i) {
+        handles.push_back(tensorflow::MakeResourceHandle<tensorflow::Var>(ctx, containers_[i],
+                                                                          shared_names_[i]));
+      }
+      tensorflow::AllocatorAttributes on_host;
+      on_host.set_on_host(true);
+      OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_RESOURCE, tensorflow::TensorShape({}),
+                                             &group_, on_host));
+      group_.scalar<ResourceHandle>()() = ResourceHandle::MakeRefCountingHandle(
+          new VariableGroup(std::move(handles)), ctx->device()->attributes().name());
+    }
+    ctx->set_output(0, group_);
+  }
+
+ private:
+  std::vector<std::string> containers_, shared_names_;
+  tsl::mutex mu_;
+  tensorflow::Tensor group_ TF_GUARDED_BY(mu_);
+};
+
+#define SWA_REGISTER_GROUP_OPS(DEVICE)                                                          \
+  REGISTER_KERNEL_BUILDER(Name("SWAVariableGroup").Device(DEVICE), VariableGroupOp);           \
+  REGISTER_KERNEL_BUILDER(Name("SWAVariableGroupByName").Device(DEVICE), VariableGroupByNameOp)
+
+SWA_REGISTER_GROUP_OPS(tensorflow::DEVICE_CPU);
 #if SWA_OPS_WITH_CUDA
-REGISTER_KERNEL_BUILDER(Name("SWAVariableGroup").Device(tensorflow::DEVICE_GPU), VariableGroupOp);
+SWA_REGISTER_GROUP_OPS(tensorflow::DEVICE_GPU);
 #endif
 
 }  // namespace

@@ -100,3 +100,17 @@ def swa_float32_oracle(average, value, num_updates):
 def rounded(values, dtype):
   """Values as stored in `dtype`, back in float64 (the oracle is fed exactly these)."""
   return np.asarray(values, np.float64).astype(dtype.as_numpy_dtype).astype(np.float64)
+
+
+def session_ancestors(fetches):
+  """Every op that running `fetches` (tensors or ops) in a TF1 session executes: the transitive
+  data and control inputs."""
+  seen, stack = set(), [f.op if isinstance(f, tf.Tensor) else f for f in fetches]
+  while stack:
+    op = stack.pop()
+    if op in seen:
+      continue
+    seen.add(op)
+    stack.extend(t.op for t in op.inputs)
+    stack.extend(op.control_inputs)
+  return seen

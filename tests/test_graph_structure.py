@@ -26,6 +26,7 @@ import tensorflow as tf  # noqa: E402
 
 import swa_ops  # noqa: E402
 from swa_ops import _ops  # noqa: E402
+from conftest import session_ancestors  # noqa: E402
 
 REFERENCE_PATH = Path(__file__).resolve().parents[2] / "shared" / "reference" / "swa_moving_average.py"
 
@@ -38,20 +39,6 @@ REFERENCE_PATH = Path(__file__).resolve().parents[2] / "shared" / "reference" / 
 # the step once, a NoOp grouping the updates, constants, identities.
 BOUNDED_OVERHEAD_TYPES = {"Const", "Placeholder", "NoOp", "ReadVariableOp", "Identity", "Cast"}
 MAX_OVERHEAD_OPS = 8
-
-
-def _ancestors(fetches):
-  """Every op that running `fetches` in a session executes: the transitive data and control
-  inputs."""
-  seen, stack = set(), [f.op if isinstance(f, tf.Tensor) else f for f in fetches]
-  while stack:
-    op = stack.pop()
-    if op in seen:
-      continue
-    seen.add(op)
-    stack.extend(t.op for t in op.inputs)
-    stack.extend(op.control_inputs)
-  return seen
 
 
 def _check_only_bounded_overhead(counter, update_type, n):
@@ -164,7 +151,7 @@ def _graph_mode_apply(n, use_resource):
 
     # What running `update` executes, among the ops apply() created: the update ops and the
     # bounded overhead (the shadows themselves are state, not work).
-    per_step = (_ancestors([update]) & created) - shadow_ops
+    per_step = (session_ancestors([update]) & created) - shadow_ops
     counter_first = collections.Counter(op.type for op in per_step)
     # Everything else apply() created is never run by the update: the shadows' initialisers
     # (and the helper ops TF adds beside every variable). No update op hides there.
@@ -176,7 +163,7 @@ def _graph_mode_apply(n, use_resource):
     before = set(graph.get_operations())
     update_2 = swa.apply(variables)
     created_2 = set(graph.get_operations()) - before
-    assert created_2 <= _ancestors([update_2])
+    assert created_2 <= session_ancestors([update_2])
     counter_second = collections.Counter(op.type for op in created_2)
     assert not any(op.type == variable_type for op in created_2)
     assert len(tf.compat.v1.global_variables()) == 2 * n + 1
@@ -190,7 +177,7 @@ def _graph_mode_apply(n, use_resource):
     assert pairs == {(s.op.name, value_op(v).name) for s, v in zip(shadows, variables)}
     # Of the ops that existed before apply(), the update runs only the variables (and those
     # snapshots) and the step variable.
-    pre_existing = _ancestors([update]) - created
+    pre_existing = session_ancestors([update]) - created
     allowed = {v.op for v in variables} | {step.op} | {value_op(v) for v in variables}
     assert pre_existing <= allowed, sorted(op.name for op in pre_existing - allowed)
 

@@ -44,17 +44,19 @@ def test_traced_apply_over_200_variables_is_one_op_per_dtype():
 
 
 def test_graph_mode_apply_over_200_variables_is_one_op_per_dtype():
-  """In TF1 graph mode (no eager handles to group) each group is one SWAAssignNVariable op
-  taking the handles."""
+  """In TF1 graph mode each group is one SWAAssignGroup op on a SWAVariableGroupByName op, which
+  names the variables: a session runs no op per variable (see test_graph_groups.py)."""
   with tf.Graph().as_default() as graph:
     variables = [tf.compat.v1.Variable(tf.zeros([i % 7 + 1], tf.float32 if i % 2 else tf.float64),
                                        use_resource=True) for i in range(200)]
     swa_ops.SWAMovingAverage(0).apply(variables)
     ops = graph.get_operations()
   counter = collections.Counter(op.type for op in ops)
-  assert counter["SWAAssignNVariable"] == 2, counter
-  assert {len(op.inputs) for op in ops if op.type == "SWAAssignNVariable"} == {2 * 100 + 1}
-  assert not any(t.startswith("SWAAssign") and t != "SWAAssignNVariable" for t in counter)
+  assert counter["SWAAssignGroup"] == 2 and counter["SWAVariableGroupByName"] == 2, counter
+  for op in ops:
+    if op.type == "SWAVariableGroupByName":
+      assert len(op.get_attr("shared_names")) == 2 * 100  # 100 averages, then 100 values.
+  assert not any(t.startswith("SWAAssign") and t != "SWAAssignGroup" for t in counter)
 
 
 @pytest.mark.parametrize("sizes", [

@@ -24,14 +24,14 @@ Options = collections.namedtuple("Options", ["use_locking", "schedule", "apply_i
 def _group(options, variables, values):
   """(group, value tensors) for a `...Group` op on `variables` (the variables updated) and
   `values` (all resource variables, which join the group, or all Tensors), or (None, None) where
-  there are no groups (TF1 graph mode: the `...N` ops take the variables)."""
+  there is no group (the `...N` ops take the variables)."""
   if options.groups is None:
     return None, None
   if _ops.is_resource_variable(values[0]):  # A group's values are all alike (averager._groups).
     members, tensors = list(variables) + list(values), []
   else:
     members, tensors = list(variables), values
-  group = options.groups.get(members)
+  group = options.groups.get(members, in_graph=True)
   return (None, None) if group is None else (group, tensors)
 
 

@@ -3,6 +3,9 @@ device, which the `...Group` ops take in place of the list.
 
 A tf.function that updates a group captures one tensor (the group's handle) instead of one per
 variable, and the op looks the variables up once, in the group, instead of at every update.
+In a TF1 graph, a `SWAVariableGroupByName` op names the variables (as their VarHandleOps do) and
+makes the group at its first run: a session then runs two ops per update, not a VarHandleOp per
+variable as well.
 
 The op's only resource input is then the group, so TensorFlow's automatic control dependencies
 would not order it with the other ops of the function that use its variables (an optimizer's
@@ -49,18 +52,21 @@ class _VariableGroup(resource.CapturableResource):
 class VariableGroups:
   """The groups of one averager: made once per list of variables and kept with them.
 
-  Used where the variables' handles are eager (TF2: eager code and tf.function); `get` returns
-  None in TF1 graph mode, where the `...NVariable` ops take the handles instead."""
+  Used where the variables' handles are eager (TF2: eager code and tf.function), and, with
+  `in_graph`, in TF1 graph mode (`_group_by_name`)."""
 
   def __init__(self):
     self._groups = {}  # tuple of variable ids -> _VariableGroup (which keeps the variables alive)
 
-  def get(self, variables, usable=None):
+  def get(self, variables, usable=None, in_graph=False):
     """The group handle of `variables` (resource variables of one device), to pass to one
-    `...Group` op built right after (`_note_use` records it for that op's ordering); None in TF1
-    graph mode, or if `usable(variables)`, asked before a group is made, is false."""
+    `...Group` op built right after (`_note_use` records it for that op's ordering); None if
+    `usable(variables)`, asked before a group is made, is false, and in TF1 graph mode unless
+    `in_graph` and `_group_by_name` can name the variables."""
     if not tf.compat.v1.executing_eagerly_outside_functions():
-      return None
+      if not in_graph or (usable is not None and not usable(variables)):
+        return None
+      return _group_by_name(variables)
     key = tuple(id(variable) for variable in variables)
     group = self._groups.get(key)
     if group is None:
@@ -76,6 +82,32 @@ class VariableGroups:
   def trackables(self):
     """The groups, as SavedModel children: {name: resource}."""
     return {"variable_group_%d" % i: group for i, group in enumerate(self._groups.values())}
+
+
+# The shared_name of an anonymous (eager-only) VarHandleOp: ResourceHandle::ANONYMOUS_NAME.
+_ANONYMOUS_NAME = "cd2c89b7-88b7-44c8-ad83-06c2a9158347"
+
+
+def _group_by_name(variables):
+  """A `SWAVariableGroupByName` handle for `variables` in a TF1 graph, placed with the first of
+  them; None unless each is a resource variable whose handle a named VarHandleOp of this graph
+  makes (not in a function graph, where handles are captured)."""
+  graph = tf.compat.v1.get_default_graph()
+  if isinstance(graph, func_graph.FuncGraph):
+    return None
+  containers, shared_names = [], []
+  for variable in variables:
+    handle_op = variable.handle.op
+    if handle_op.type != "VarHandleOp" or handle_op.graph is not graph:
+      return None
+    shared_name = handle_op.get_attr("shared_name").decode()
+    if not shared_name or shared_name == _ANONYMOUS_NAME:
+      return None
+    containers.append(handle_op.get_attr("container").decode())
+    shared_names.append(shared_name)
+  with tf.compat.v1.colocate_with(variables[0].handle.op):
+    return _ops.library.swa_variable_group_by_name(containers=containers,
+                                                   shared_names=shared_names)
 
 
 # Function graph -> {tensor id of the tensor standing for a group's handle there: the group}.
