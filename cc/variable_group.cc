@@ -34,6 +34,19 @@ absl::Status GroupInput(OpKernelContext* ctx, int index,
 
 namespace {
 
+// A host scalar tensor holding a ref-counting handle to a new group of `handles`, on the op's
+// device: the group lives as long as a copy of the tensor does.
+absl::Status NewGroupTensor(OpKernelContext* ctx, std::vector<ResourceHandle> handles,
+                            tensorflow::Tensor* out) {
+  tensorflow::AllocatorAttributes on_host;
+  on_host.set_on_host(true);
+  TF_RETURN_IF_ERROR(
+      ctx->allocate_temp(tensorflow::DT_RESOURCE, tensorflow::TensorShape({}), out, on_host));
+  out->scalar<ResourceHandle>()() = ResourceHandle::MakeRefCountingHandle(
+      new VariableGroup(std::move(handles)), ctx->device()->attributes().name());
+  return absl::OkStatus();
+}
+
 class VariableGroupOp : public tensorflow::OpKernel {
  public:
   using OpKernel::OpKernel;
@@ -54,12 +67,9 @@ class VariableGroupOp : public tensorflow::OpKernel {
                                                           "': input ", index,
                                                           " is a group, not a variable")));
     }
-    tensorflow::Tensor* out = nullptr;
-    tensorflow::AllocatorAttributes on_host;
-    on_host.set_on_host(true);
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, tensorflow::TensorShape({}), &out, on_host));
-    out->scalar<ResourceHandle>()() =
-        ResourceHandle::MakeRefCountingHandle(new VariableGroup(std::move(handles)), device);
+    tensorflow::Tensor group;
+    OP_REQUIRES_OK(ctx, NewGroupTensor(ctx, std::move(handles), &group));
+    ctx->set_output(0, group);
   }
 };
 
@@ -85,12 +95,7 @@ class VariableGroupByNameOp : public tensorflow::OpKernel {
         handles.push_back(tensorflow::MakeResourceHandle<tensorflow::Var>(ctx, containers_[i],
                                                                           shared_names_[i]));
       }
-      tensorflow::AllocatorAttributes on_host;
-      on_host.set_on_host(true);
-      OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_RESOURCE, tensorflow::TensorShape({}),
-                                             &group_, on_host));
-      group_.scalar<ResourceHandle>()() = ResourceHandle::MakeRefCountingHandle(
-          new VariableGroup(std::move(handles)), ctx->device()->attributes().name());
+      OP_REQUIRES_OK(ctx, NewGroupTensor(ctx, std::move(handles), &group_));
     }
     ctx->set_output(0, group_);
   }
