@@ -38,8 +38,9 @@ freed), a child process (benchmarks/bench_tf1.py; the reference needs TF1 refere
 `tf.compat.v1.disable_v2_behavior()`, for the whole process) times `Session.run` of the original
 `SWAMovingAverage` loaded from --reference (default: ../shared/reference/swa_moving_average.py
 beside the repository), swa_ops on the same reference variables, and swa_ops grouped on
-resource variables, interleaved like the paths above. Their table gives each median, the
-grouped path's ratio to the workload's floor, and the speedups over the original reference.
+resource variables, interleaved like the paths above and with the bandwidth kernel, so their
+floor is the child's own (its best bandwidth in those rounds). Their table gives each median, the
+grouped path's ratio to that floor, and the speedups over the original reference.
 Skipped, with a note, if the reference file is missing (or with --no-tf1).
 
 How: every path is built and warmed up (traced, compiled, shadows created and touched) first;
@@ -317,8 +318,9 @@ WORKLOADS = {
 }
 
 
-def make_variables(shapes, prefix, seed=0):
-  """float32 tf.Variables of `shapes`, filled with uniform random values, named `<prefix>_<i>`.
+def make_variables(shapes, prefix, seed=0, make=tf.Variable):
+  """float32 variables of `shapes` (`make(initial_value, name=...)`: tf.Variable, or a TF1
+  constructor), filled with uniform random values, named `<prefix>_<i>`.
 
   Distinct names, as a model's variables have: the shadows are created by TF's slot_creator,
   which makes each shadow's variable scope unique within the process by counting up through
@@ -326,7 +328,7 @@ def make_variables(shapes, prefix, seed=0):
   every shadow's creation linear, and the first call of a path quadratic, in the number of
   variables created so far in the process, earlier workloads and paths included."""
   rng = np.random.default_rng(seed)
-  return [tf.Variable(rng.random(shape, dtype=np.float32), name="%s_%d" % (prefix, index))
+  return [make(rng.random(shape, dtype=np.float32), name="%s_%d" % (prefix, index))
           for index, shape in enumerate(shapes)]
 
 
@@ -489,8 +491,8 @@ def run_workload(name, settings, kernel):
 
 
 def run_tf1_workload(name, mode, reference_path):
-  """bench_tf1.py's paths for workload `name` (a child process); {path: summary}, or
-  {"skipped": reason}."""
+  """bench_tf1.py's paths for workload `name` (a child process): {"paths": {path: summary},
+  "bandwidth_gb_per_s_best_in_rounds": the child's own}, or {"skipped": reason}."""
   if not os.path.isfile(reference_path):
     return {"skipped": "the original reference %s is not there" % reference_path}
   started = time.perf_counter()
@@ -500,8 +502,9 @@ def run_tf1_workload(name, mode, reference_path):
   if proc.returncode != 0 or not lines:
     raise RuntimeError("%s %s failed (rc %d):\n%s" % (TF1_CHILD, name, proc.returncode,
                                                      proc.stderr[-4000:]))
-  return {"paths": json.loads(lines[-1][len("RESULT "):]), "reference": reference_path,
-          "seconds": time.perf_counter() - started}
+  result = json.loads(lines[-1][len("RESULT "):])
+  result.update(reference=reference_path, seconds=time.perf_counter() - started)
+  return result
 
 
 def floor_ms(num_values, bandwidth_gbps):
@@ -533,8 +536,9 @@ def add_floors(workloads, bandwidth_gbps):
         reference_ms / paths["swa_ops_per_variable_tf_function"]["median_ms"])
     tf1 = result.get("tf1", {})
     if "paths" in tf1:
+      tf1["floor_ms"] = floor_ms(result["num_values"], tf1["bandwidth_gb_per_s_best_in_rounds"])
       for path in tf1["paths"].values():
-        path["ratio_to_floor"] = path["median_ms"] / result["floor_ms"]
+        path["ratio_to_floor"] = path["median_ms"] / tf1["floor_ms"]
       original_ms = tf1["paths"]["reference_tf1_graph"]["median_ms"]
       for key in ("swa_ops_tf1_graph", "swa_ops_tf1_graph_ref_vars"):
         tf1["speedup_%s_vs_reference_tf1_graph" % key] = (
@@ -887,8 +891,9 @@ def print_workloads(mode, workloads):
   tf1_table = format_tf1_table(workloads)
   if tf1_table:
     print("TF1 graph mode (Session.run), against the original reference; timed in a child "
-          "process after the workload's other paths (ms per update, median over repeats; x floor "
-          "as above; speedup = original reference median / swa_ops median)")
+          "process after the workload's other paths, with its own bandwidth rounds (ms per "
+          "update, median over repeats; x floor = median / the floor at the child's best "
+          "bandwidth; speedup = original reference median / swa_ops median)")
     print()
     print(tf1_table)
     print()

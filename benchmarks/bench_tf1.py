@@ -4,37 +4,36 @@ variables), which a process cannot undo.
 
 Usage: python benchmarks/bench_tf1.py WORKLOAD {full,quick} REFERENCE_PATH
 
-Three paths (TF1_PATHS), on the workload's values (bench.make_variables' seed), each a `Session.run` of one
+Three paths, on the workload's variables (bench.make_variables), each a `Session.run` of one
 update op that also increments an int64 step variable first (control dependency), as the
 tf.function paths do:
 
-  reference TF1 graph            the original `SWAMovingAverage` loaded from REFERENCE_PATH, on TF1
+  reference_tf1_graph            the original `SWAMovingAverage` loaded from REFERENCE_PATH, on TF1
                                  reference variables (the only kind it supports);
-  swa_ops TF1 graph, ref vars    `swa_ops.SWAMovingAverage` on the same reference variables (one
+  swa_ops_tf1_graph_ref_vars     `swa_ops.SWAMovingAverage` on the same kind of variables (one
                                  `SWAAssignRef` op per variable: the grouped ops take resource
                                  variables);
-  swa_ops TF1 graph              `swa_ops.SWAMovingAverage` on resource variables: one
+  swa_ops_tf1_graph              `swa_ops.SWAMovingAverage` on resource variables: one
                                  `SWAAssignGroup` op on a `SWAVariableGroupByName` group.
 
-Timed like bench.py's paths (interleaved batches, median and min over repeats). Prints one line
-`RESULT <json>`: {path: summary}, each with the first call's seconds (graph building, variable
-initialisation and the first run).
+Timed like bench.py's paths (interleaved batches, median and min over repeats), with bench.py's
+bandwidth kernel taking turns with them. Prints one line `RESULT <json>`: {"paths": {path:
+summary, each with the first call's seconds (graph building, variable initialisation and the
+first run)}, "bandwidth_gb_per_s_best_in_rounds": GB/s}.
 """
+import functools
 import importlib.util
 import json
 import os
 import sys
 import time
 
-import numpy as np
 import tensorflow as tf
 
 tf.compat.v1.disable_v2_behavior()
 
 import bench  # noqa: E402  (after disabling v2 behaviour: bench imports swa_ops)
 import swa_ops  # noqa: E402
-
-TF1_PATHS = ("reference_tf1_graph", "swa_ops_tf1_graph_ref_vars", "swa_ops_tf1_graph")
 
 
 def load_reference(path):
@@ -49,12 +48,9 @@ def session_path(averager_class, shapes, prefix, use_resource):
   started = time.perf_counter()
   graph = tf.Graph()
   with graph.as_default():
-    rng = np.random.default_rng(0)  # bench.make_variables' values.
-    variables = [tf.compat.v1.Variable(rng.random(shape, dtype=np.float32),
-                                       name="%s_%d" % (prefix, index), use_resource=use_resource)
-                 for index, shape in enumerate(shapes)]
-    step = tf.compat.v1.Variable(0, dtype=tf.int64, trainable=False, name="step",
-                                 use_resource=use_resource)
+    make = functools.partial(tf.compat.v1.Variable, use_resource=use_resource)
+    variables = bench.make_variables(shapes, prefix, make=make)
+    step = make(0, dtype=tf.int64, trainable=False, name="step")
     with tf.control_dependencies([tf.compat.v1.assign_add(step, 1)]):
       update = averager_class(step).apply(variables)
     initialize = tf.compat.v1.global_variables_initializer()
@@ -73,19 +69,25 @@ def main(argv):
   workload, mode, reference_path = argv
   reference = load_reference(reference_path)
   shapes = bench.WORKLOADS[workload][1]()
-  builders = {
-      "reference_tf1_graph": lambda: session_path(reference.SWAMovingAverage, shapes, "r", False),
-      "swa_ops_tf1_graph_ref_vars":
-          lambda: session_path(swa_ops.SWAMovingAverage, shapes, "s", False),
-      "swa_ops_tf1_graph": lambda: session_path(swa_ops.SWAMovingAverage, shapes, "g", True),
+  paths = {  # key: (averager class, variable name prefix, resource variables)
+      "reference_tf1_graph": (reference.SWAMovingAverage, "r", False),
+      "swa_ops_tf1_graph_ref_vars": (swa_ops.SWAMovingAverage, "s", False),
+      "swa_ops_tf1_graph": (swa_ops.SWAMovingAverage, "g", True),
   }
-  functions, build_seconds = {}, {}
-  for key in TF1_PATHS:
-    functions[key], build_seconds[key] = builders[key]()
+  functions, first_call_s = {}, {}
+  for key, (averager_class, prefix, use_resource) in paths.items():
+    functions[key], first_call_s[key] = session_path(averager_class, shapes, prefix,
+                                                     use_resource)
+  kernel = bench.BandwidthKernel(bench.bandwidth_array_floats(), bench.usable_cores())
+  functions[bench.BANDWIDTH_KEY] = kernel
   measured = bench.measure_paths(functions, bench.SETTINGS[mode])
-  result = {}
-  for key, (samples, calls, _) in measured.items():
-    result[key] = bench.summarize(samples, calls, build_seconds[key])
+  bandwidth_samples = measured.pop(bench.BANDWIDTH_KEY)[0]
+  result = {
+      "paths": {key: bench.summarize(samples, calls, first_call_s[key])
+                for key, (samples, calls, _) in measured.items()},
+      "bandwidth_gb_per_s_best_in_rounds": kernel.gbps(min(bandwidth_samples)),
+  }
+  kernel.close()
   print("RESULT " + json.dumps(result))
 
 
