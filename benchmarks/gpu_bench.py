@@ -26,7 +26,7 @@ def workloads():
 def build(directory):
   nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
   binary = os.path.join(directory, "gpu_bench")
-  subprocess.run([nvcc, "-std=c++17", "-O3", "-arch=native", "-I" + os.path.join(ROOT, "cc"),
+  subprocess.run([nvcc, "-std=c++17", "-O3", "-arch=native", "-I" + os.path.join(ROOT, "cc", "core"),
                   "-I" + os.path.join(ROOT, "cuda"),
                   os.path.join(ROOT, "benchmarks", "gpu_bench.cu"),
                   os.path.join(ROOT, "cuda", "swa_kernels.cu"), "-o", binary], check=True)

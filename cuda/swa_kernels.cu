@@ -1,7 +1,7 @@
 // Bandwidth-bound multi-segment kernels: vector loads and stores where a segment's arrays are
 // aligned for them (a scalar path otherwise and for the tail), a grid-stride loop over
 // (segment, chunk) blocks, float16/bfloat16 computed in float32 and rounded once. The element
-// math is cc/swa_math.h, shared with the CPU kernels (its _rn intrinsics prevent FMA fusion, so
+// math is cc/core/swa_math.h, shared with the CPU kernels (its _rn intrinsics prevent FMA fusion, so
 // results are bit-identical to the CPU's).
 //
 // T is the storage type of the variables updated, V that of the values (T, or a narrower float:
@@ -314,11 +314,11 @@ cudaError_t LaunchDebiasedMovingAverageUpdate(const DebiasedSegment<T, V>* segme
   return LaunchSegments(segments, count, DebiasedElements<T, V>{static_cast<C>(weight)}, stream);
 }
 
-#define SWA_INSTANTIATE_LAUNCHERS(T, V)                                                       \
-  template cudaError_t LaunchMovingAverageUpdate<T, V>(const MovingAverageSegment<T, V>*,    \
-                                                       int64_t, double, cudaStream_t);       \
-  template cudaError_t LaunchDebiasedMovingAverageUpdate<T, V>(const DebiasedSegment<T, V>*, \
-                                                               int64_t, double, cudaStream_t)
+#define SWA_INSTANTIATE_LAUNCHERS(T, V)                                                    \
+  template SWA_CORE_API cudaError_t LaunchMovingAverageUpdate<T, V>(                       \
+      const MovingAverageSegment<T, V>*, int64_t, double, cudaStream_t);                   \
+  template SWA_CORE_API cudaError_t LaunchDebiasedMovingAverageUpdate<T, V>(               \
+      const DebiasedSegment<T, V>*, int64_t, double, cudaStream_t)
 
 SWA_INSTANTIATE_LAUNCHERS(float, float);
 SWA_INSTANTIATE_LAUNCHERS(double, double);

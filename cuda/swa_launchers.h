@@ -1,6 +1,7 @@
-// CUDA launchers for the update functors of cc/swa_functors.h. Plain device pointers, sizes,
-// scalars and a stream: no TensorFlow header, so they build and are tested (tests/cuda/) on a
-// machine with CUDA and no TensorFlow.
+// The CUDA half of the TensorFlow-free core (libswa_core): launchers for the segment updates of
+// cc/core/segments.h. Plain device pointers, sizes, scalars and a stream: no TensorFlow header,
+// so the TensorFlow kernels and the pybind11 module share them, and they build and are tested
+// (tests/cuda/) on a machine with CUDA and no TensorFlow.
 //
 // T is the storage type of the variables updated (average, biased), V that of the values
 // averaged into them: (T, T) for T in float, double, __half, __nv_bfloat16 (layout-compatible
@@ -21,7 +22,8 @@
 
 #include <cstdint>
 
-#include "swa_functors.h"
+#include "export.h"
+#include "segments.h"
 
 namespace swa_ops {
 namespace cuda {
@@ -51,11 +53,11 @@ constexpr int64_t MaxSegmentsPerLaunch() {
 constexpr int64_t kSmallTableSegments = 16;
 
 template <typename T, typename V = T>
-cudaError_t LaunchMovingAverageUpdate(const MovingAverageSegment<T, V>* segments, int64_t count,
+SWA_CORE_API cudaError_t LaunchMovingAverageUpdate(const MovingAverageSegment<T, V>* segments, int64_t count,
                                       double weight, cudaStream_t stream);
 
 template <typename T, typename V = T>
-cudaError_t LaunchDebiasedMovingAverageUpdate(const DebiasedSegment<T, V>* segments,
+SWA_CORE_API cudaError_t LaunchDebiasedMovingAverageUpdate(const DebiasedSegment<T, V>* segments,
                                               int64_t count, double weight, cudaStream_t stream);
 
 }  // namespace cuda

@@ -21,7 +21,7 @@ def harness(tmp_path_factory):
     pytest.skip("nvcc not found: the CUDA code cannot be compiled here")
   binary = str(tmp_path_factory.mktemp("cuda") / "harness")
   command = [nvcc, "-std=c++17", "-O3", "-Xcompiler", "-ffp-contract=off",
-             "-I" + os.path.join(ROOT, "cc"), "-I" + os.path.join(ROOT, "cuda"), *GENCODE,
+             "-I" + os.path.join(ROOT, "cc", "core"), "-I" + os.path.join(ROOT, "cuda"), *GENCODE,
              os.path.join(ROOT, "tests", "cuda", "harness.cu"),
              os.path.join(ROOT, "cuda", "swa_kernels.cu"), "-o", binary]
   result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
@@ -47,7 +47,7 @@ def test_cuda_harness_passes(harness):
 def test_gpu_benchmark_compiles(harness, tmp_path):
   nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
   result = subprocess.run(
-      [nvcc, "-std=c++17", "-O3", GENCODE[-1], "-I" + os.path.join(ROOT, "cc"),
+      [nvcc, "-std=c++17", "-O3", GENCODE[-1], "-I" + os.path.join(ROOT, "cc", "core"),
        "-I" + os.path.join(ROOT, "cuda"), os.path.join(ROOT, "benchmarks", "gpu_bench.cu"),
        os.path.join(ROOT, "cuda", "swa_kernels.cu"), "-o", str(tmp_path / "gpu_bench")],
       capture_output=True, text=True, timeout=1200)

@@ -4,7 +4,7 @@ Attribute `T` is the dtype of the value(s). The variables updated have that dtyp
 float (float32/float64 averages of float16/bfloat16 values, float64 of float32): the op reads
 their dtype from the variables and computes in the averages' precision.
 
-Each update has six raw variants (see cc/swa_ops.cc); the single-variable wrappers pick the one
+Each update has six raw variants (see cc/tf/swa_ops.cc); the single-variable wrappers pick the one
 that fits the variables passed: resource variables are passed as handles (the value too when it
 is a resource variable, so the op reads it itself), TF1 reference variables through the `*Ref`
 ops. The grouped wrappers take lists of handles (`*_n`) or one variable group (`*_group`, see
@@ -16,33 +16,52 @@ import tensorflow as tf
 from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import resource_variable_ops
 
-from swa_ops import _errors
+from swa_ops import _errors, _version
 
-_LIBRARY_NAME = "_swa_ops.so"
+def library_file_name(tensorflow_version):
+  """The op library built for TensorFlow `tensorflow_version`: _swa_ops_tf2_21.so for 2.21.x."""
+  return "_swa_ops_tf%s.so" % "_".join(tensorflow_version.split(".")[:2])
 
 
-def _check_tensorflow_version():
+def supported_tensorflow_versions():
+  """The TensorFlow major.minor versions this installation has op libraries for."""
+  from swa_ops import _build_info
+  return tuple(".".join(v.split(".")[:2]) for v in _build_info.TENSORFLOW_VERSIONS)
+
+
+def _library_path():
+  if os.environ.get("SWA_OPS_LIBRARY"):
+    return os.environ["SWA_OPS_LIBRARY"]
   try:
-    from swa_ops import _build_info
-  except ImportError:  # An in-tree build (tests against build/): nothing recorded to check.
-    return
-  built = _build_info.TENSORFLOW_VERSION.split(".")[:2]
-  running = tf.__version__.split(".")[:2]
-  if built != running:
+    supported = supported_tensorflow_versions()
+  except ImportError:
+    raise ImportError("swa_ops: _build_info.py is missing: build and install the package (see "
+                      "README.md) instead of importing it from the source tree") from None
+  running = ".".join(tf.__version__.split(".")[:2])
+  if running not in supported:
     raise ImportError(
-        "swa_ops was built against TensorFlow %s but TensorFlow %s is installed: the op library "
-        "only loads into the TensorFlow major.minor it was compiled for. Install "
-        "tensorflow==%s.* (or tensorflow-cpu==%s.*), e.g. `pip install swa_ops[cpu]`, or rebuild "
-        "swa_ops from source against the installed TensorFlow."
-        % (_build_info.TENSORFLOW_VERSION, tf.__version__, ".".join(built), ".".join(built)))
+        "swa_ops %s supports TensorFlow %s, but TensorFlow %s is installed. Install one of "
+        "those (e.g. `pip install \"tensorflow-cpu>=2.16,<2.22\"`), or build swa_ops from source "
+        "against the installed TensorFlow: `pip install --no-build-isolation .` in a checkout "
+        "(a TensorFlow outside %s to %s needs changes to the C++ code first)."
+        % (_version.__version__, ", ".join(sorted(supported, key=_series_key)), tf.__version__,
+           _SERIES_SUPPORTED_BY_SOURCE[0], _SERIES_SUPPORTED_BY_SOURCE[-1]))
+  path = os.path.join(os.path.dirname(__file__), library_file_name(tf.__version__))
+  if not os.path.exists(path):
+    raise ImportError("swa_ops: the op library %s is missing: reinstall the package" % path)
+  return path
+
+
+def _series_key(series):
+  return tuple(int(part) for part in series.split("."))
+
+
+# What the C++ code compiles against (setup.py's SUPPORTED_TENSORFLOW).
+_SERIES_SUPPORTED_BY_SOURCE = ("2.16", "2.21")
 
 
 def _load_library():
-  _check_tensorflow_version()
-  path = os.environ.get("SWA_OPS_LIBRARY") or os.path.join(os.path.dirname(__file__), _LIBRARY_NAME)
-  if not os.path.exists(path):
-    raise ImportError("swa_ops: the op library %s is missing: build and install the package "
-                      "(see README.md) instead of importing it from the source tree" % path)
+  path = _library_path()
   try:
     return tf.load_op_library(path)
   except (tf.errors.NotFoundError, OSError) as error:

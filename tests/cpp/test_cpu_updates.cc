@@ -1,5 +1,5 @@
 // The CPU update code without TensorFlow, built under AddressSanitizer and UBSan: the element
-// loops (cc/cpu_updates.h, cc/swa_math.h) and the split of a flat element range over many
+// loops (cc/core/cpu_updates.h, cc/core/swa_math.h) and the split of a flat element range over many
 // segments (SegmentRanges), driven by several std::threads over random pieces, as TF's thread
 // pool drives them. Checks that every element is updated exactly once, bit-identical to a
 // plain per-element loop. Prints "N passed, N failed"; exits 1 on failure.
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cpu_updates.h"
+#include "swa_math.h"
 
 namespace {
 

@@ -2,7 +2,7 @@
 // variables' dtype, V the values': T itself, or a narrower float), many sizes (0, 1, 3, 4097,
 // chunk boundaries, 2**26 for V = T), aligned, unaligned and mixed offsets, and multi-segment
 // calls (around the small table's capacity, over several full launch tables), each compared
-// bit for bit with the CPU math of cc/swa_math.h as cc/cpu_updates.h runs it (computed in C:
+// bit for bit with the CPU math of cc/core/swa_math.h as cc/core/cpu_updates.h runs it (computed in C:
 // float32 for float16 and bfloat16 variables, T otherwise; the value converted to C exactly;
 // rounded to T once when stored).
 //   nvcc -std=c++17 -O3 -Xcompiler -ffp-contract=off -Icc -Icuda tests/cuda/harness.cu
@@ -104,7 +104,7 @@ void Expect(bool ok, const std::string& what) {
   }
 }
 
-// A value in the compute type C of the variables, as cc/cpu_updates.h converts it (exactly: C is
+// A value in the compute type C of the variables, as cc/core/cpu_updates.h converts it (exactly: C is
 // never narrower than V's own compute type).
 template <typename C, typename V>
 C ValueAs(V x) {

@@ -1,52 +1,16 @@
-// The CPU side of the update functors without TensorFlow: mapping a flat element range over
-// several segments back to the segments, and the element loops. swa_kernels.cc runs them over
-// TF's thread pool; tests/cpp/ runs them under AddressSanitizer and UBSan.
-#ifndef SWA_OPS_CC_CPU_UPDATES_H_
-#define SWA_OPS_CC_CPU_UPDATES_H_
+// The CPU element loops of the core, compiled once for the nine (T, V) pairs of cpu_updates.h.
+#include "cpu_updates.h"
 
-#include <algorithm>
-#include <cstdint>
-#include <vector>
-
-#include "swa_functors.h"
 #include "swa_math.h"
 
 namespace swa_ops {
+namespace {
 
-// The elements of several segments, numbered as if the segments were concatenated, so that
-// work can be split by elements (bytes) instead of by segment.
-template <typename Segment>
-class SegmentRanges {
- public:
-  SegmentRanges(const Segment* segments, int64_t count)
-      : segments_(segments), offsets_(count + 1, 0) {
-    for (int64_t s = 0; s < count; ++s) offsets_[s + 1] = offsets_[s] + segments[s].size;
-  }
-
-  int64_t total() const { return offsets_.back(); }
-
-  // Calls body(segment, segment_begin, segment_end) for the pieces of [begin, end).
-  template <typename Body>
-  void ForEach(int64_t begin, int64_t end, const Body& body) const {
-    int64_t s = std::upper_bound(offsets_.begin(), offsets_.end(), begin) - offsets_.begin() - 1;
-    for (; begin < end; ++s) {
-      const int64_t segment_end = std::min<int64_t>(end, offsets_[s + 1]);
-      if (segment_end > begin) body(segments_[s], begin - offsets_[s], segment_end - offsets_[s]);
-      begin = segment_end;
-    }
-  }
-
- private:
-  const Segment* segments_;
-  std::vector<int64_t> offsets_;
-};
-
-// The element loops: C the compute type (float for half and bfloat16), T the storage type of the
-// variables updated, V that of the values (T or narrower: converted to C exactly). They take
-// __restrict__ pointers as parameters, so that the compiler vectorises them.
+// The element loops: C the compute type, T the storage type of the averages, V that of the
+// values. They take __restrict__ pointers as parameters, so that the compiler vectorises them.
 template <typename C, typename T, typename V>
-inline void MovingAverageElements(T* __restrict__ average, const V* __restrict__ value,
-                                  int64_t count, C weight) {
+void MovingAverageElements(T* __restrict__ average, const V* __restrict__ value, int64_t count,
+                           C weight) {
   for (int64_t i = 0; i < count; ++i) {
     average[i] = static_cast<T>(math::MovingAverageStep<C>(static_cast<C>(average[i]),
                                                            static_cast<C>(value[i]), weight));
@@ -54,9 +18,8 @@ inline void MovingAverageElements(T* __restrict__ average, const V* __restrict__
 }
 
 template <typename C, typename T, typename V>
-inline void DebiasedElements(T* __restrict__ average, T* __restrict__ biased,
-                             const V* __restrict__ value, int64_t count, C weight,
-                             C denominator) {
+void DebiasedElements(T* __restrict__ average, T* __restrict__ biased, const V* __restrict__ value,
+                      int64_t count, C weight, C denominator) {
   for (int64_t i = 0; i < count; ++i) {
     const T new_biased = static_cast<T>(
         math::MovingAverageStep<C>(static_cast<C>(biased[i]), static_cast<C>(value[i]), weight));
@@ -77,8 +40,8 @@ constexpr int64_t kPrefetchMinBytes = 64 * 1024;
 // each after prefetch(k) for every 64-byte line k of the chunk kPrefetchBytes ahead that lies in
 // the segment.
 template <typename T, typename Elements, typename Prefetch>
-inline void ForEachChunk(int64_t begin, int64_t end, int64_t size, const Elements& elements,
-                         const Prefetch& prefetch) {
+void ForEachChunk(int64_t begin, int64_t end, int64_t size, const Elements& elements,
+                  const Prefetch& prefetch) {
   constexpr int64_t kLine = 64 / sizeof(T);
   constexpr int64_t kChunk = 1024 / sizeof(T);
   constexpr int64_t kAhead = kPrefetchBytes / sizeof(T);
@@ -94,15 +57,19 @@ inline void ForEachChunk(int64_t begin, int64_t end, int64_t size, const Element
   }
 }
 
-template <typename C, typename T, typename V>
+}  // namespace
+
+template <typename T, typename V>
 void MovingAverageRange(const MovingAverageSegment<T, V>& segment, int64_t begin, int64_t end,
-                        C weight) {
+                        double weight) {
+  using C = typename ComputeType<T>::type;
+  const C w = static_cast<C>(weight);
   T* average = segment.average;
   const V* value = segment.value;
   ForEachChunk<T>(
       begin, end, segment.size,
       [&](int64_t i, int64_t count) {
-        MovingAverageElements<C>(average + i, value + i, count, weight);
+        MovingAverageElements<C>(average + i, value + i, count, w);
       },
       [&](int64_t k) {
         __builtin_prefetch(average + k, /*rw=*/1);
@@ -110,8 +77,11 @@ void MovingAverageRange(const MovingAverageSegment<T, V>& segment, int64_t begin
       });
 }
 
-template <typename C, typename T, typename V>
-void DebiasedRange(const DebiasedSegment<T, V>& segment, int64_t begin, int64_t end, C weight) {
+template <typename T, typename V>
+void DebiasedRange(const DebiasedSegment<T, V>& segment, int64_t begin, int64_t end,
+                   double weight) {
+  using C = typename ComputeType<T>::type;
+  const C w = static_cast<C>(weight);
   T* average = segment.average;
   T* biased = segment.biased;
   const V* value = segment.value;
@@ -119,7 +89,7 @@ void DebiasedRange(const DebiasedSegment<T, V>& segment, int64_t begin, int64_t 
   ForEachChunk<T>(
       begin, end, segment.size,
       [&](int64_t i, int64_t count) {
-        DebiasedElements<C>(average + i, biased + i, value + i, count, weight, denominator);
+        DebiasedElements<C>(average + i, biased + i, value + i, count, w, denominator);
       },
       [&](int64_t k) {
         __builtin_prefetch(average + k, /*rw=*/1);
@@ -128,6 +98,12 @@ void DebiasedRange(const DebiasedSegment<T, V>& segment, int64_t begin, int64_t 
       });
 }
 
-}  // namespace swa_ops
+#define SWA_CORE_INSTANTIATE_CPU_RANGES(T, V)                                                 \
+  template SWA_CORE_API void MovingAverageRange<T, V>(const MovingAverageSegment<T, V>&,      \
+                                                      int64_t, int64_t, double);              \
+  template SWA_CORE_API void DebiasedRange<T, V>(const DebiasedSegment<T, V>&, int64_t, int64_t, \
+                                                 double);
+SWA_CORE_FOR_EACH_CPU_PAIR(SWA_CORE_INSTANTIATE_CPU_RANGES)
+#undef SWA_CORE_INSTANTIATE_CPU_RANGES
 
-#endif  // SWA_OPS_CC_CPU_UPDATES_H_
+}  // namespace swa_ops

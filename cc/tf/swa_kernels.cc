@@ -39,20 +39,6 @@ using tensorflow::OpKernelConstruction;
 using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
 
-// half and bfloat16 are computed in float32 and rounded once when stored.
-template <typename T>
-struct ComputeType {
-  using type = T;
-};
-template <>
-struct ComputeType<Eigen::half> {
-  using type = float;
-};
-template <>
-struct ComputeType<Eigen::bfloat16> {
-  using type = float;
-};
-
 namespace functor {
 
 // Updates moving at most this many bytes are split by ParallelBlocksWithCaller, larger ones by
@@ -120,12 +106,10 @@ template <typename T, typename V>
 struct MovingAverageUpdate<CPUDevice, T, V> {
   void operator()(const CPUDevice& device, const MovingAverageSegment<T, V>* segments,
                   int64_t count, double weight) {
-    using C = typename ComputeType<T>::type;
-    const C w = static_cast<C>(weight);
     ParallelOverSegments(device, segments, count,
                          Eigen::TensorOpCost(sizeof(T) + sizeof(V), sizeof(T), 3),
-                         [w](const MovingAverageSegment<T, V>& segment, int64_t begin,
-                             int64_t end) { MovingAverageRange<C>(segment, begin, end, w); });
+                         [weight](const MovingAverageSegment<T, V>& segment, int64_t begin,
+                                  int64_t end) { MovingAverageRange(segment, begin, end, weight); });
   }
 };
 
@@ -133,13 +117,10 @@ template <typename T, typename V>
 struct DebiasedMovingAverageUpdate<CPUDevice, T, V> {
   void operator()(const CPUDevice& device, const DebiasedSegment<T, V>* segments, int64_t count,
                   double weight) {
-    using C = typename ComputeType<T>::type;
-    const C w = static_cast<C>(weight);
     ParallelOverSegments(device, segments, count,
                          Eigen::TensorOpCost(2 * sizeof(T) + sizeof(V), 2 * sizeof(T), 5),
-                         [w](const DebiasedSegment<T, V>& segment, int64_t begin, int64_t end) {
-                           DebiasedRange<C>(segment, begin, end, w);
-                         });
+                         [weight](const DebiasedSegment<T, V>& segment, int64_t begin,
+                                  int64_t end) { DebiasedRange(segment, begin, end, weight); });
   }
 };
 
