@@ -1,5 +1,6 @@
-"""Loading the op library: version check and load failures are ImportErrors with the cause; the
-CUDA device code in the installed library; loading and running it without a GPU."""
+"""Loading the op library: the one built for the running TensorFlow, unsupported versions and load
+failures are ImportErrors with the cause; one version everywhere; the CUDA device code in the
+installed core; loading and running it without a GPU."""
 import glob
 import importlib.util
 import os
@@ -16,20 +17,49 @@ import swa_ops
 from swa_ops import _ops
 
 
-def test_the_library_is_the_installed_one_with_its_build_info():
+def test_the_loaded_library_is_the_one_built_for_the_running_tensorflow():
   from swa_ops import _build_info
-  assert _build_info.TENSORFLOW_VERSION.split(".")[:2] == tf.__version__.split(".")[:2]
-  assert os.path.exists(os.path.join(os.path.dirname(swa_ops.__file__), "_swa_ops.so"))
+  running = ".".join(tf.__version__.split(".")[:2])
+  assert running in swa_ops.supported_tensorflow_versions()
+  path = _ops._library_path()
+  assert os.path.basename(path) == "_swa_ops_tf%s.so" % running.replace(".", "_")
+  assert os.path.dirname(path) == os.path.dirname(swa_ops.__file__)
+  assert any(v.startswith(running + ".") for v in _build_info.TENSORFLOW_VERSIONS)
 
 
-def test_a_tensorflow_version_mismatch_names_both_versions(monkeypatch):
+def test_every_supported_version_has_its_op_library_and_the_core_is_shared():
+  package = os.path.dirname(swa_ops.__file__)
+  for series in swa_ops.supported_tensorflow_versions():
+    library = os.path.join(package, _ops.library_file_name(series))
+    assert os.path.exists(library), library
+    assert "libswa_core.so" in _needed_libraries(library)
+  assert os.path.exists(os.path.join(package, "libswa_core.so"))
+
+
+def _needed_libraries(path):
+  result = subprocess.run(["readelf", "-d", path], capture_output=True, text=True, timeout=60)
+  assert result.returncode == 0, result.stderr
+  return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", result.stdout)
+
+
+def test_an_unsupported_tensorflow_lists_the_supported_versions(monkeypatch):
   from swa_ops import _build_info
-  monkeypatch.setattr(_build_info, "TENSORFLOW_VERSION", "2.99.0")
+  monkeypatch.setattr(_build_info, "TENSORFLOW_VERSIONS", ["2.16.2", "2.99.0"])
   with pytest.raises(ImportError) as error:
-    _ops._check_tensorflow_version()
+    _ops._installed_library_path()
   message = str(error.value)
-  assert "2.99.0" in message and tf.__version__ in message
-  assert "pip install" in message
+  assert "2.16, 2.99" in message and tf.__version__ in message
+  assert "pip install" in message and "--no-build-isolation" in message
+
+
+def test_one_version_in_the_package_the_metadata_and_the_readme():
+  import importlib.metadata
+  assert importlib.metadata.version("swa_ops") == swa_ops.__version__
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with open(os.path.join(root, "README.md")) as f:
+    readme = f.read()
+  assert re.findall(r"swa_ops (\d+\.\d+\.\d+)", readme.split("\n## ")[0]) == [
+      swa_ops.__version__], "the README's opening names another version"
 
 
 def _import_in_subprocess(library_path):
@@ -65,8 +95,9 @@ RELEASE_SASS = ["sm_75", "sm_80", "sm_86", "sm_89", "sm_90"]
 RELEASE_PTX = ["compute_90"]
 
 
-def _installed_library():
-  return os.path.join(os.path.dirname(swa_ops.__file__), "_swa_ops.so")
+def _installed_core():
+  """The CUDA kernels are in the core, libswa_core.so, shared by every op library."""
+  return os.path.join(os.path.dirname(swa_ops.__file__), "libswa_core.so")
 
 
 def _cuda_build_info():
@@ -95,7 +126,7 @@ def _cuobjdump():
 
 
 def _list_device_code(what):
-  result = subprocess.run([_cuobjdump(), "--list-" + what, _installed_library()],
+  result = subprocess.run([_cuobjdump(), "--list-" + what, _installed_core()],
                           capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stdout + result.stderr
   return result.stdout
@@ -111,7 +142,7 @@ def test_a_cuda_build_records_the_release_architectures():
 def test_the_installed_library_holds_sass_for_every_architecture():
   info = _cuda_build_info()
   listing = _list_device_code("elf")
-  # "ELF file    1: _swa_ops.1.sm_75.cubin"
+  # "ELF file    1: libswa_core.1.sm_75.cubin"
   sass = re.findall(r"^ELF file\s+\d+: .*\.(sm_\d+[a-z]?)\.cubin$", listing, re.MULTILINE)
   assert sorted(set(sass)) == sorted(info.CUDA_ARCHITECTURES), listing
   assert set(RELEASE_SASS) <= set(sass), listing
@@ -120,7 +151,7 @@ def test_the_installed_library_holds_sass_for_every_architecture():
 def test_the_installed_library_holds_ptx_for_the_newest_architecture():
   info = _cuda_build_info()
   listing = _list_device_code("ptx")
-  # cuobjdump names compute_90 PTX "PTX file    1: _swa_ops.1.sm_90.ptx".
+  # cuobjdump names compute_90 PTX "PTX file    1: libswa_core.1.sm_90.ptx".
   ptx = ["compute_" + arch for arch in
          re.findall(r"^PTX file\s+\d+: .*\.sm_(\d+[a-z]?)\.ptx$", listing, re.MULTILINE)]
   assert sorted(set(ptx)) == sorted(info.CUDA_PTX), listing
@@ -128,7 +159,7 @@ def test_the_installed_library_holds_ptx_for_the_newest_architecture():
 
 
 def test_the_installed_library_loads_and_runs_without_a_gpu():
-  """With every GPU hidden, the library (a CUDA build included: its static CUDA runtime starts
+  """With every GPU hidden, the library (a CUDA build included: the CUDA runtime it links starts
   only at the first CUDA call) loads and runs a CPU update; under a TensorFlow without CUDA
   (tensorflow-cpu) nothing in the process even looks for the driver (libcuda)."""
   script = textwrap.dedent("""
@@ -148,3 +179,30 @@ def test_the_installed_library_loads_and_runs_without_a_gpu():
   if result.stdout.strip().endswith("False"):  # tensorflow-cpu
     assert "libcuda" not in result.stderr, [
         line for line in result.stderr.splitlines() if "libcuda" in line][:5]
+
+
+# TensorFlow's own libraries: the op libraries need them, TensorFlow brings them, and the wheel
+# must not vendor them, so they are left out of the platform-tag check.
+TENSORFLOW_LIBRARIES = {"libtensorflow_framework.so.2", "libtensorflow_cc.so.2"}
+
+
+def test_the_wheel_platform_tag_is_what_its_symbols_allow():
+  """`auditwheel show` on the built wheel: the tag its symbols allow (sym_tag) is the tag in the
+  wheel's name, and the only libraries keeping it from that tag are TensorFlow's."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  wheels = glob.glob(os.path.join(root, "dist", "swa_ops-*.whl"))
+  if len(wheels) != 1:
+    pytest.skip("no single built wheel in dist/ (scripts/build_wheel.sh makes it)")
+  if importlib.util.find_spec("auditwheel") is None:
+    pytest.skip("auditwheel not installed (part of the `test` extra)")
+  result = subprocess.run([sys.executable, "-m", "auditwheel", "show", "--json", wheels[0]],
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  import json
+  report = json.loads(result.stdout)
+  python_tag, abi_tag, platform_tag = os.path.basename(wheels[0])[:-4].split("-")[-3:]
+  assert platform_tag == report["sym_tag"], report["sym_tag"]
+  assert set(report["external_libs"]) <= TENSORFLOW_LIBRARIES, report["external_libs"]
+  assert set(report["policy_upgrades"][platform_tag]["libs_to_eliminate"]) <= TENSORFLOW_LIBRARIES
+  assert platform_tag.startswith("manylinux_")
+  assert (python_tag, abi_tag) == ("cp%d%d" % sys.version_info[:2],) * 2

@@ -26,12 +26,19 @@ def library_file_name(tensorflow_version):
 def supported_tensorflow_versions():
   """The TensorFlow major.minor versions this installation has op libraries for."""
   from swa_ops import _build_info
-  return tuple(".".join(v.split(".")[:2]) for v in _build_info.TENSORFLOW_VERSIONS)
+  series = {".".join(v.split(".")[:2]) for v in _build_info.TENSORFLOW_VERSIONS}
+  return tuple(sorted(series, key=_series_key))
 
 
 def _library_path():
-  if os.environ.get("SWA_OPS_LIBRARY"):
-    return os.environ["SWA_OPS_LIBRARY"]
+  path = os.environ.get("SWA_OPS_LIBRARY") or _installed_library_path()
+  if not os.path.exists(path):
+    raise ImportError("swa_ops: the op library %s is missing: build and install the package "
+                      "(see README.md) instead of importing it from the source tree" % path)
+  return path
+
+
+def _installed_library_path():
   try:
     supported = supported_tensorflow_versions()
   except ImportError:
@@ -44,12 +51,9 @@ def _library_path():
         "those (e.g. `pip install \"tensorflow-cpu>=2.16,<2.22\"`), or build swa_ops from source "
         "against the installed TensorFlow: `pip install --no-build-isolation .` in a checkout "
         "(a TensorFlow outside %s to %s needs changes to the C++ code first)."
-        % (_version.__version__, ", ".join(sorted(supported, key=_series_key)), tf.__version__,
+        % (_version.__version__, ", ".join(supported), tf.__version__,
            _SERIES_SUPPORTED_BY_SOURCE[0], _SERIES_SUPPORTED_BY_SOURCE[-1]))
-  path = os.path.join(os.path.dirname(__file__), library_file_name(tf.__version__))
-  if not os.path.exists(path):
-    raise ImportError("swa_ops: the op library %s is missing: reinstall the package" % path)
-  return path
+  return os.path.join(os.path.dirname(__file__), library_file_name(tf.__version__))
 
 
 def _series_key(series):
