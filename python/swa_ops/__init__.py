@@ -12,7 +12,8 @@ from swa_ops._version import __version__
 
 _TENSORFLOW_API = (
     "SWAMovingAverage", "assign_moving_average", "weighted_moving_average", "reference", "keras",
-    "ArgumentError", "DtypeError", "ShapeError", "supported_tensorflow_versions")
+    "ArgumentError", "DtypeError", "ShapeError", "supported_tensorflow_versions",
+    "export_averaged")
 
 if importlib.util.find_spec("tensorflow") is None:
 
@@ -31,6 +32,7 @@ else:
   from swa_ops._errors import ArgumentError, DtypeError, ShapeError
   from swa_ops._ops import supported_tensorflow_versions
   from swa_ops.averager import SWAMovingAverage
+  from swa_ops.export import export_averaged
   from swa_ops.moving_averages import assign_moving_average, weighted_moving_average
   from swa_ops import reference  # noqa: F401
   from swa_ops import keras  # noqa: F401  (the Keras SWA callback: swa_ops.keras.SWA)

@@ -53,7 +53,11 @@ def create_shadow(value, name, dtype=None):
 
 
 def _unique_name(scope, name):
-  """`name`, or `name_1`, `name_2`, ... if `<scope>/<name>` is taken by a global variable."""
+  """`name`, or `name_1`, `name_2`, ... if `<scope>/<name>` is taken by a global variable; in a
+  reusing variable scope (`reuse=True` or `AUTO_REUSE`: TF1 towers) `name` itself, so that
+  `get_variable` returns the existing variable, as the reference and TensorFlow do."""
+  if tf.compat.v1.get_variable_scope().reuse:
+    return name
   taken = {op_name(v) for v in tf.compat.v1.global_variables()}
   candidate, index = name, 0
   while "%s/%s" % (scope, candidate) in taken:
@@ -69,7 +73,8 @@ def debias_state(average):
   """The `biased` and `local_step` variables of the zero-debiased average `average`.
 
   In graph mode every call creates a new pair in variable scope `<average op name>`, named
-  `biased`, `local_step` (then `biased_1`, `local_step_1`, ...), as the reference does. In eager
+  `biased`, `local_step` (then `biased_1`, `local_step_1`, ...), as the reference does; in a
+  reusing variable scope it gets the existing `biased` and `local_step` instead. In eager
   code and tf.function the pair is created once per average and reused by later calls.
   """
   eager = tf.executing_eagerly() or tf.inside_function()

@@ -1,4 +1,5 @@
-"""`swa_ops.keras`: Stochastic Weight Averaging for Keras 3 `model.fit` (TensorFlow backend).
+"""`swa_ops.keras`: Stochastic Weight Averaging for Keras `model.fit`: Keras 3 (TensorFlow
+backend) and Keras 2 (`tf_keras`, `tf.keras` under `TF_USE_LEGACY_KERAS=1`).
 
     import swa_ops
     swa = swa_ops.keras.SWA(start=10, period=1, bn_refresh_data=train_ds,
@@ -18,34 +19,16 @@ import numpy as np
 import tensorflow as tf
 
 from swa_ops import _errors
+from swa_ops import _keras_compat
 from swa_ops import _state
 from swa_ops.averager import SWAMovingAverage
 
-try:  # Absolute import: the top-level Keras package, not this module.
-  import keras
-except ImportError as _error:  # pragma: no cover (TensorFlow 2.21 requires Keras 3)
-  keras = None
-  _KERAS_IMPORT_ERROR = _error
-else:
-  _KERAS_IMPORT_ERROR = None
+keras = _keras_compat.keras3()  # The Keras 3 package (not this module); None without it.
 
 __all__ = ["SWA", "update_bn"]
 
 _UNITS = ("epoch", "step")
 _DEFAULT = object()  # "The callback's bn_refresh_data".
-
-
-def _check_keras():
-  if keras is None:
-    raise ImportError("swa_ops.keras needs Keras 3 (`pip install keras`): %s"
-                      % _KERAS_IMPORT_ERROR)
-  major = int(keras.__version__.split(".")[0])
-  if major < 3:
-    raise ImportError("swa_ops.keras needs Keras 3, found Keras %s" % keras.__version__)
-  if keras.backend.backend() != "tensorflow":
-    raise RuntimeError("swa_ops.keras works with the TensorFlow backend of Keras only; Keras is "
-                       "using the %r backend (set KERAS_BACKEND=tensorflow)"
-                       % keras.backend.backend())
 
 
 def _is_array(value):
@@ -62,7 +45,7 @@ def _is_array_data(data):
 
 
 def _is_py_dataset(data):
-  return keras is not None and isinstance(data, keras.utils.PyDataset)
+  return _keras_compat.is_batch_sequence(data)
 
 
 def _check_data(data, what, reusable):
@@ -90,10 +73,7 @@ def _batches(data, batch_size):
   if isinstance(data, tf.data.Dataset):
     infinite = int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
   elif _is_py_dataset(data):
-    try:
-      infinite = data.num_batches is None
-    except NotImplementedError:
-      infinite = True
+    infinite = _keras_compat.num_batches(data) is None
   if infinite:
     raise _errors.ArgumentError(
         "swa_ops.keras: the BatchNormalization refresh data is infinite (or does not say how "
@@ -118,7 +98,7 @@ def _batch_norm_layers(model):
   """The BatchNormalization layers whose statistics a training-mode pass updates (trainable)."""
   layers = []
   for layer in _flat_layers(model):
-    if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
+    if _keras_compat.is_batch_norm(layer) and layer.trainable:
       if getattr(layer, "renorm", False):
         raise _errors.ArgumentError(
             "swa_ops.keras.update_bn: BatchNormalization layer '%s' uses renorm=True, whose "
@@ -131,10 +111,12 @@ class _BatchNormRefresher:
   """Recomputes the moving statistics of a model's BatchNormalization layers as the plain mean,
   over the batches of one pass, of the batch statistics (each batch weighs the same).
 
-  During the pass every layer's momentum is 0, so a training-mode forward pass leaves exactly
-  the batch's mean and variance in `moving_mean`/`moving_variance`; they are summed in float64
-  after each batch (inside the same tf.function unless the model runs eagerly) and the means
-  are assigned at the end. The momenta are restored afterwards, and the original statistics too
+  During the pass every layer's momentum is 0 and its statistics are zeroed before each batch,
+  so a training-mode forward pass leaves exactly the batch's mean and variance in
+  `moving_mean`/`moving_variance` (Keras 3 computes `old * momentum + new * (1 - momentum)`,
+  tf_keras `old - (old - new) * (1 - momentum)`: exact for both from zero); they are summed in
+  float64 after each batch (inside the same tf.function unless the model runs eagerly) and the
+  means are assigned at the end. The momenta are restored afterwards, and the original statistics too
   if the pass fails or is empty.
   """
 
@@ -147,6 +129,9 @@ class _BatchNormRefresher:
     self._function = tf.function(self._step, reduce_retracing=True)
 
   def _step(self, x):
+    for layer in self.layers:
+      for statistic in (layer.moving_mean, layer.moving_variance):
+        statistic.assign(tf.zeros(statistic.shape, statistic.dtype))
     self.model(x, training=True)
     for layer, (mean_sum, variance_sum) in zip(self.layers, self._sums):
       mean_sum.assign_add(tf.cast(_state.unwrap(layer.moving_mean), tf.float64))
@@ -170,8 +155,7 @@ class _BatchNormRefresher:
           total.assign(tf.zeros_like(total))
       step = self._step if run_eagerly else self._function
       for batch in _batches(data, batch_size):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(batch)
-        step(tf.nest.map_structure(tf.convert_to_tensor, x))
+        step(tf.nest.map_structure(tf.convert_to_tensor, _keras_compat.inputs_of(batch)))
         count += 1
       if count == 0:
         raise _errors.ArgumentError("swa_ops.keras.update_bn: the data has no batches")
@@ -205,8 +189,9 @@ def update_bn(model, data, batch_size=None, run_eagerly=None):
   active, as during training); its trainable weights are not changed.
 
   Args:
-    model: a Keras 3 model (TensorFlow backend).
-    data: a tf.data.Dataset or keras.utils.PyDataset of batches, an iterable of batches, an
+    model: a Keras 3 model (TensorFlow backend) or a tf_keras (Keras 2) model.
+    data: a tf.data.Dataset, keras.utils.PyDataset (tf_keras: keras.utils.Sequence) of
+      batches, an iterable of batches, an
       array / dict of arrays / tuple (x[, y[, sample_weight]]) of arrays (split into batches of
       `batch_size`). Only the inputs x of each batch are used.
     batch_size: the batch size for array data (default 32).
@@ -217,7 +202,7 @@ def update_bn(model, data, batch_size=None, run_eagerly=None):
     The number of batches of the pass (0 if the model has no BatchNormalization layer to
     refresh).
   """
-  _check_keras()
+  _keras_compat.check_model(model, "swa_ops.keras.update_bn")
   _check_data(data, "update_bn: data", reusable=False)
   if data is None:
     raise _errors.ArgumentError("swa_ops.keras.update_bn: data is None")
@@ -249,11 +234,9 @@ class SWAState(tf.Module):
     self.num_averaged = num_averaged
 
 
-_Callback = keras.callbacks.Callback if keras is not None else object
-
-
-class SWA(_Callback):
-  """Stochastic Weight Averaging (Izmailov et al., 2018) as a Keras 3 callback.
+class SWA(_keras_compat.Callback):
+  """Stochastic Weight Averaging (Izmailov et al., 2018) as a Keras callback, for Keras 3
+  (TensorFlow backend) and Keras 2 (tf_keras) models alike.
 
   The callback keeps, for every trainable weight `w` of the model, an average `w_swa` that is
   the plain mean of the snapshots of `w` taken at the scheduled epochs (or steps):
@@ -328,7 +311,7 @@ class SWA(_Callback):
   def __init__(self, start=0, period=1, unit="epoch", assign_at_end=True, bn_refresh_data=None,
                swa_validation_data=None, batch_size=None, verbose=0, skip_nonfinite=False,
                name="SWAMovingAverage", start_epoch=None, start_step=None, average_dtype=None):
-    _check_keras()
+    _keras_compat.check_available("swa_ops.keras.SWA")
     super().__init__()
     for alias, alias_unit in (("start_epoch", "epoch"), ("start_step", "step")):
       value = start_epoch if alias_unit == "epoch" else start_step
@@ -400,6 +383,7 @@ class SWA(_Callback):
 
   def on_train_begin(self, logs=None):
     model = self.model
+    _keras_compat.check_model(model, "swa_ops.keras.SWA")
     if self.unit == "step" and int(getattr(model, "steps_per_execution", 1) or 1) != 1:
       raise _errors.ArgumentError(
           "swa_ops.keras.SWA(unit='step') needs steps_per_execution=1 (the model was compiled "
@@ -560,7 +544,7 @@ class SWA(_Callback):
     if data is None:
       raise _errors.ArgumentError("swa_ops.keras.SWA.evaluate: swa_validation_data is None")
     if isinstance(data, tuple):
-      x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+      x, y, sample_weight = _keras_compat.unpack(data)
       kwargs = dict(x=x, y=y, sample_weight=sample_weight, batch_size=self.batch_size)
     else:
       kwargs = dict(x=data)
