@@ -44,11 +44,11 @@ def _needed_libraries(path):
 
 def test_an_unsupported_tensorflow_lists_the_supported_versions(monkeypatch):
   from swa_ops import _build_info
-  monkeypatch.setattr(_build_info, "TENSORFLOW_VERSIONS", ["2.16.2", "2.99.0"])
+  monkeypatch.setattr(_build_info, "TENSORFLOW_VERSIONS", ["2.99.0", "2.9.1"])
   with pytest.raises(ImportError) as error:
     _ops._installed_library_path()
   message = str(error.value)
-  assert "2.16, 2.99" in message and tf.__version__ in message
+  assert "2.9, 2.99" in message and tf.__version__ in message
   assert "pip install" in message and "--no-build-isolation" in message
 
 
@@ -177,8 +177,9 @@ def test_the_installed_library_loads_and_runs_without_a_gpu():
   assert result.returncode == 0, result.stdout + result.stderr[-4000:]
   assert "UPDATED [2.0, 4.0]" in result.stdout, result.stdout
   if result.stdout.strip().endswith("False"):  # tensorflow-cpu
-    assert "libcuda" not in result.stderr, [
-        line for line in result.stderr.splitlines() if "libcuda" in line][:5]
+    # The driver library, libcuda.so.1 (the CUDA runtime, libcudart, is loaded with the core).
+    driver = [line for line in result.stderr.splitlines() if re.search(r"libcuda\.so", line)]
+    assert not driver, driver[:5]
 
 
 # TensorFlow's own libraries: the op libraries need them, TensorFlow brings them, and the wheel
