@@ -1,7 +1,6 @@
 """`SWAMovingAverage`: the reference's class, one fused op per variable."""
 import collections
 import contextlib
-import itertools
 
 import numpy as np
 import tensorflow as tf
@@ -13,6 +12,7 @@ from swa_ops import _distribute
 from swa_ops import _errors
 from swa_ops import _groups
 from swa_ops import _ops
+from swa_ops import _scopes
 from swa_ops import _state
 from swa_ops import moving_averages
 
@@ -146,6 +146,7 @@ class SWAMovingAverage(tf.Module):
     self._eager_plans = data_structures.NoDependency({})  # ids of a var_list -> its _Plan
     self._variable_groups = _groups.VariableGroups()
     self._debias_states = data_structures.NoDependency({})  # _key(tensor) -> (biased, local_step)
+    self._dependency_suffixes = data_structures.NoDependency({})  # name -> next suffix to try
 
   @property
   def name(self):
@@ -214,8 +215,7 @@ class SWAMovingAverage(tf.Module):
     strategy = _distribute.strategy_of(var_list)
     if strategy is not None:
       return _distribute.apply(self, strategy, var_list)
-    for var in var_list:
-      self._ensure_shadow(var)
+    self._ensure_shadows(var_list)
     plan = self._plan(var_list)
     if eager_key is not None:
       # Eager code applies the same list at every step: keep its plan (and the list, so that
@@ -305,6 +305,24 @@ class SWAMovingAverage(tf.Module):
           "of a %s variable) needs resource variables (use_resource=True)"
           % (_errors.describe(var), self._average_dtype.name, var.dtype.base_dtype.name))
 
+  def _unique_dependency(self, base):
+    """`base`, or the first of `base_1`, `base_2`, ... that names no dependency yet; the search
+    goes on where the last one for `base` stopped (dependencies are never removed)."""
+    if self._lookup_dependency(base) is None:
+      return base
+    index = self._dependency_suffixes.get(base, 1)
+    while self._lookup_dependency("%s_%d" % (base, index)) is not None:
+      index += 1
+    self._dependency_suffixes[base] = index  # Taken once tracked: the next search goes on.
+    return "%s_%d" % (base, index)
+
+  def _ensure_shadows(self, var_list):
+    """Creates the missing shadows of var_list, in its order."""
+    with tf.init_scope():
+      _scopes.restart_searches()
+    for var in var_list:
+      self._ensure_shadow(var)
+
   def _ensure_shadow(self, var):
     if _key(var) in self._averages:
       return
@@ -312,11 +330,7 @@ class SWAMovingAverage(tf.Module):
     # Checkpoint dependency "<averaged op name>": a checkpoint restored before the first apply()
     # is held back by TensorFlow and restored into the shadow when it is created here.
     # Variables sharing a name (eager code allows that) get "_1", "_2", ... in apply() order.
-    dependency = base = _state.op_name(var)
-    for index in itertools.count(1):
-      if self._lookup_dependency(dependency) is None:
-        break
-      dependency = "%s_%d" % (base, index)
+    dependency = self._unique_dependency(_state.op_name(var))
     self._track_trackable(average, name=dependency)
     if isinstance(var, tf.Variable):
       if not tf.executing_eagerly():
