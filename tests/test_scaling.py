@@ -160,3 +160,38 @@ def test_the_first_apply_does_linear_work(counts, mode):
   assert searches <= 2 * 1000, (small, large)  # Before: about n^2 / 2 with shared names.
   assert walked <= 50 * 1000, (small, large)   # Before: about n^2 / 2.
   assert lookups <= 4 * 1000, (small, large)   # Before: about n^2 / 2 with shared names.
+
+
+def _later_apply_calls(counts, n, make_list):
+  variables = make_list(tf.Variable(tf.zeros([4])) for _ in range(n))
+  swa = swa_ops.SWAMovingAverage(tf.Variable(0, dtype=tf.int64), skip_nonfinite=True)
+  swa.apply(variables)
+  with counts:
+    swa.apply(variables)
+  return counts.calls
+
+
+@pytest.mark.parametrize("make_list", [list, tuple])
+def test_a_later_eager_apply_of_the_same_list_makes_no_python_call_per_variable(counts,
+                                                                                 make_list):
+  assert _later_apply_calls(counts, 1000, make_list) == _later_apply_calls(counts, 100, make_list)
+
+
+def test_a_list_changed_in_place_between_eager_applies_is_averaged_as_it_is_now():
+  variables = [tf.Variable(tf.fill([2], float(i))) for i in range(4)]
+  step = tf.Variable(0, dtype=tf.int64)
+  swa = swa_ops.SWAMovingAverage(step)
+  var_list = variables[:2]
+  swa.apply(var_list)
+  var_list[1] = variables[2]  # Same list object, same length, another element.
+  var_list.append(variables[3])
+  swa.apply(var_list)
+  assert swa.average(variables[3]) is not None
+  for v in variables:
+    v.assign_add(tf.fill([2], 10.0))
+  var_list[0] = variables[1]
+  swa.apply(var_list[:0] + var_list)  # Step 0: each average listed becomes its value.
+  swa.apply(var_list)
+  want = [0.0, 11.0, 12.0, 13.0]
+  for v, value in zip(variables, want):
+    np.testing.assert_array_equal(swa.average(v).numpy(), [value, value])
