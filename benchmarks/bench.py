@@ -4,7 +4,7 @@ Usage:
   python benchmarks/bench.py [--quick] [--json PATH] [--workloads W1,W2,W3]
                              [--sweep | --no-sweep] [--sweep-variables 10,30,...]
                              [--sweep-values N] [--sweep-trace-limit SECONDS] [--plot PATH]
-                             [--reference PATH | --no-tf1]
+                             [--reference PATH | --no-tf1] [--first-call [N,N,...]]
 
 A run has two parts: the workloads W1-W3 and the sweep (`--sweep`: the sweep only;
 `--no-sweep`: the workloads only; default: both, in quick and full runs alike).
@@ -99,6 +99,15 @@ path is predicted above 60 s there, the per-variable path just so: where it runs
 minute), quick run about 2 minutes. `--sweep --sweep-variables 10000 --sweep-trace-limit 1000`
 measures every path at 10000 variables (about 6 minutes there: first calls 40-125 s).
 
+First calls (`--first-call [1000,3000,10000]`, off by default): the first apply() of N unnamed
+float32 variables of 100 values (shadows, checks, grouping, tracing) and the steady state after
+it, for swa_ops eager and tf.function, tf.train.ExponentialMovingAverage in a tf.function and a
+Keras optimizer with `use_ema=True`, one process per path and size (benchmarks/first_call.py);
+a path predicted above --sweep-trace-limit is skipped with its prediction. It prints each
+path's growth exponent (least-squares slope on log-log axes), the issue-18 targets beside the
+measurements, and plots first_call.png beside the sweep plot. About 3 minutes for swa_ops up to
+10000 variables here; the peers are skipped where they would take over a minute.
+
 Results are printed as markdown tables and written as JSON (default
 benchmarks/results/latest.json) with machine information.
 """
@@ -128,6 +137,9 @@ except ImportError:  # Not on PYTHONPATH and not installed: use the in-tree pack
   sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
   import swa_ops  # noqa: E402
 from swa_ops import reference  # noqa: E402
+
+sys.path.insert(0, HERE)
+import first_call  # noqa: E402  pylint: disable=wrong-import-position
 
 BYTES_PER_VALUE = 12  # float32: read the average, read the variable, write the average.
 MIN_BANDWIDTH_FLOATS = 64 * 2**20
@@ -803,6 +815,12 @@ def parse_args(argv):
   part = parser.add_mutually_exclusive_group()
   part.add_argument("--sweep", action="store_true", help="run the sweep only (no workloads)")
   part.add_argument("--no-sweep", action="store_true", help="run the workloads only")
+  parser.add_argument("--first-call", type=parse_counts, nargs="?", const=(1000, 3000, 10000),
+                      default=None, metavar="1000,3000,10000",
+                      help="also the first-call sweep (benchmarks/first_call.py: swa_ops eager "
+                      "and tf.function, tf.train.ExponentialMovingAverage, Keras use_ema; one "
+                      "process per point; growth exponents, targets, plot first_call.png "
+                      "beside --plot); paths predicted above --sweep-trace-limit are skipped")
   parser.add_argument("--sweep-variables", type=parse_counts, default=None,
                       help="comma-separated numbers of variables (default: %s; quick: %s)" % (
                           ",".join(map(str, SWEEP_SETTINGS["full"]["variables"])),
@@ -940,6 +958,13 @@ def main(argv=None):
     print_workloads(mode, workloads)
   if sweep:
     print_sweep(sweep, args.plot)
+  if args.first_call:
+    first_calls = first_call.run(args.first_call, args.sweep_trace_limit)
+    print(first_call.format_report(first_calls))
+    plot_path = os.path.join(os.path.dirname(os.path.abspath(args.plot)), "first_call.png")
+    why_not = first_call.plot(first_calls, plot_path)
+    print("First-call plot: %s" % (why_not or plot_path))
+    print()
   print("Total time: %.0f s (start-up and workloads %.0f s, sweep %.0f s)" % (
       elapsed, elapsed - sweep_seconds, sweep_seconds))
 
@@ -954,6 +979,8 @@ def main(argv=None):
   if sweep:
     sweep["seconds"] = sweep_seconds
     report["sweep"] = sweep
+  if args.first_call:
+    report["first_call"] = first_calls
   write_json(args.json, report)
   print("Results written to %s" % args.json)
 

@@ -28,10 +28,9 @@ def _group(options, variables, values):
   if options.groups is None:
     return None, None
   if _ops.is_resource_variable(values[0]):  # A group's values are all alike (averager._groups).
-    members, tensors = list(variables) + list(values), []
+    group, tensors = options.groups.get(variables, values, in_graph=True), []
   else:
-    members, tensors = list(variables), values
-  group = options.groups.get(members, in_graph=True)
+    group, tensors = options.groups.get(variables, in_graph=True), values
   return (None, None) if group is None else (group, tensors)
 
 

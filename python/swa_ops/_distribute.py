@@ -95,8 +95,7 @@ def _check(var_list, in_replica_context):
 def _create_shadows(averager, strategy, var_list):
   """Creates the missing shadows (and debias state) in `strategy`'s cross-replica context."""
   with tf.init_scope(), strategy.scope():
-    for var in var_list:
-      averager._ensure_shadow(var)  # pylint: disable=protected-access
+    averager._ensure_shadows(var_list)  # pylint: disable=protected-access
 
 
 def local_component(value):

@@ -49,6 +49,9 @@ class _VariableGroup(resource.CapturableResource):
     return [self.resource_handle]
 
 
+_MAX_RECENT = 64
+
+
 class VariableGroups:
   """The groups of one averager: made once per list of variables and kept with them.
 
@@ -57,27 +60,48 @@ class VariableGroups:
 
   def __init__(self):
     self._groups = {}  # tuple of variable ids -> _VariableGroup (which keeps the variables alive)
+    self._recent = {}  # (id(variables), id(values)) -> (variables, values, group or None)
 
-  def get(self, variables, usable=None, in_graph=False):
-    """The group handle of `variables` (resource variables of one device), to pass to one
-    `...Group` op built right after (`_note_use` records it for that op's ordering); None if
-    `usable(variables)`, asked before a group is made, is false, and in TF1 graph mode unless
-    `in_graph` and `_group_by_name` can name the variables."""
+  def get(self, variables, values=(), usable=None, in_graph=False):
+    """The group handle of `variables` followed by `values` (resource variables of one
+    device), to pass to one `...Group` op built right after (`_note_use` records it for that
+    op's ordering); None if `usable(members)`, asked before a group is made, is false, and in TF1
+    graph mode unless `in_graph` and `_group_by_name` can name the variables. Tuples are
+    remembered by identity: passed again, they find their group without a look at each member."""
     if not tf.compat.v1.executing_eagerly_outside_functions():
-      if not in_graph or (usable is not None and not usable(variables)):
+      members = list(variables) + list(values)
+      if not in_graph or (usable is not None and not usable(members)):
         return None
-      return _group_by_name(variables)
-    key = tuple(id(variable) for variable in variables)
+      return _group_by_name(members)
+    recent = self._recent.get((id(variables), id(values)))
+    if recent is not None and recent[0] is variables and recent[1] is values:
+      group = recent[2]
+    else:
+      group = self._group(list(variables) + list(values), usable)
+      if isinstance(variables, tuple) and isinstance(values, tuple):
+        self._remember(variables, values, group)
+    if group is None:
+      return None
+    _note_use(group)
+    return group.resource_handle
+
+  def _group(self, members, usable):
+    key = tuple(map(id, members))
     group = self._groups.get(key)
     if group is None:
-      if usable is not None and not usable(variables):
+      if usable is not None and not usable(members):
         return None
-      group = _VariableGroup(variables)
+      group = _VariableGroup(members)
       with tf.init_scope():
         group.resource_handle  # pylint: disable=pointless-statement
       self._groups[key] = group
-    _note_use(group)
-    return group.resource_handle
+    return group
+
+  def _remember(self, variables, values, group):
+    if len(self._recent) >= _MAX_RECENT:
+      self._recent.pop(next(iter(self._recent)))
+    # Holding the tuples keeps their ids theirs.
+    self._recent[(id(variables), id(values))] = (variables, values, group)
 
   def trackables(self):
     """The groups, as SavedModel children: {name: resource}."""

@@ -4,6 +4,7 @@ from tensorflow.python.ops import control_flow_util
 from tensorflow.python.training import slot_creator
 
 from swa_ops import _ops
+from swa_ops import _scopes
 
 _VARIABLE_OP_TYPES = ("Variable", "VariableV2", "VarHandleOp")
 
@@ -40,16 +41,34 @@ def _value_for_shadow(variable):
 def create_shadow(value, name, dtype=None):
   """Creates the average of `value` (a Variable or a Tensor): `<value op name>/<name>`,
   non-trainable, on the Variable's device, of `dtype` (default: the value's); initialised to
-  the Variable's value or to zeros."""
+  the Variable's value or to zeros. Named as `slot_creator.create_slot` names it."""
   with tf.init_scope():
     if isinstance(value, tf.Variable):
       with tf.device(value.device):
         initial = _value_for_shadow(value)
         if dtype is not None and dtype != initial.dtype:
           initial = tf.cast(initial, dtype)
-      return slot_creator.create_slot(value, initial, name, colocate_with_primary=True)
-    return slot_creator.create_zeros_slot(
-        value, name, dtype=dtype, colocate_with_primary=value.op.type in _VARIABLE_OP_TYPES)
+      return _create_slot(value, initial, name, colocate=True)
+    dtype = dtype or value.dtype
+    colocate = value.op.type in _VARIABLE_OP_TYPES
+    if value.shape.is_fully_defined():
+      return _create_slot(value, tf.compat.v1.zeros_initializer(), name, colocate,
+                          shape=value.shape, dtype=dtype)
+    return _create_slot(value, tf.zeros(tf.shape(value), dtype), name, colocate)
+
+
+def _create_slot(primary, initial, name, colocate, shape=None, dtype=None):
+  """`slot_creator.create_slot` (`initial` a Tensor) or `create_slot_with_initializer`
+  (`initial` an initializer, with `shape` and `dtype`), in the same variable scope, opened
+  without TensorFlow's quadratic unique-name search (`_scopes`)."""
+  validate_shape = (initial.shape if shape is None else shape).is_fully_defined()
+  # pylint: disable=protected-access
+  prefix = primary._shared_name if isinstance(primary, tf.Variable) else primary.op.name
+  with _scopes.open_scope(prefix + "/" + name, unique=True):
+    if not colocate:
+      return slot_creator._create_slot_var(primary, initial, "", validate_shape, shape, dtype)
+    with tf.distribute.get_strategy().extended.colocate_vars_with(primary):
+      return slot_creator._create_slot_var(primary, initial, "", validate_shape, shape, dtype)
 
 
 def _unique_name(scope, name):

@@ -1,7 +1,7 @@
 """`SWAMovingAverage`: the reference's class, one fused op per variable."""
 import collections
 import contextlib
-import itertools
+import operator
 
 import numpy as np
 import tensorflow as tf
@@ -13,14 +13,21 @@ from swa_ops import _distribute
 from swa_ops import _errors
 from swa_ops import _groups
 from swa_ops import _ops
+from swa_ops import _scopes
 from swa_ops import _state
 from swa_ops import moving_averages
 
 
 # values: the list averaged; groups: (debiased, averages, debias states, values) per update op
-# (or per variable); given: the var_list as passed (for an eager plan: its ids are the key).
-_Plan = collections.namedtuple("_Plan", ["values", "groups", "given"], defaults=[None])
+# (or per variable); given, elements: for an eager plan, the var_list object as passed and its
+# elements then (the keys: id(given) and the elements' ids).
+_Plan = collections.namedtuple("_Plan", ["values", "groups", "given", "elements"],
+                               defaults=[None, None])
 _MAX_EAGER_PLANS = 16
+
+
+def _same_elements(first, second):
+  return len(first) == len(second) and all(map(operator.is_, first, second))
 
 
 def _step_tensor(num_updates):
@@ -144,8 +151,10 @@ class SWAMovingAverage(tf.Module):
     # Keyed by variable (not checkpointable keys): each shadow is tracked by name instead.
     self._averages = data_structures.NoDependency({})  # _key(var) -> shadow Variable
     self._eager_plans = data_structures.NoDependency({})  # ids of a var_list -> its _Plan
+    self._eager_plans_by_list = data_structures.NoDependency({})  # id(var_list) -> its _Plan
     self._variable_groups = _groups.VariableGroups()
     self._debias_states = data_structures.NoDependency({})  # _key(tensor) -> (biased, local_step)
+    self._dependency_suffixes = data_structures.NoDependency({})  # name -> next suffix to try
 
   @property
   def name(self):
@@ -185,11 +194,11 @@ class SWAMovingAverage(tf.Module):
     """
     if var_list is None:
       var_list = tf.compat.v1.trainable_variables()
-    eager_key = tuple(map(id, var_list)) if tf.executing_eagerly() else None
-    plan = self._eager_plans.get(eager_key)
+    eager = tf.executing_eagerly()
+    plan = self._eager_plan(var_list) if eager else None
     if plan is not None:  # The same list as before: checked, and every shadow exists.
       return self._update(plan.values, plan=plan)
-    given = list(var_list)
+    given = var_list
     var_list = [_state.unwrap(var) for var in var_list]
     if not var_list:
       raise _errors.ArgumentError(
@@ -214,27 +223,42 @@ class SWAMovingAverage(tf.Module):
     strategy = _distribute.strategy_of(var_list)
     if strategy is not None:
       return _distribute.apply(self, strategy, var_list)
-    for var in var_list:
-      self._ensure_shadow(var)
+    self._ensure_shadows(var_list)
     plan = self._plan(var_list)
-    if eager_key is not None:
-      # Eager code applies the same list at every step: keep its plan (and the list, so that
-      # the ids in the key stay its objects').
-      if len(self._eager_plans) >= _MAX_EAGER_PLANS:
-        self._eager_plans.pop(next(iter(self._eager_plans)))
-      self._eager_plans[eager_key] = plan._replace(given=given)
+    if eager:
+      self._keep_eager_plan(given, plan)
     return self._update(var_list, plan=plan)
+
+  def _eager_plan(self, var_list):
+    """The plan of an earlier eager apply() of the same elements: found by the list object
+    (a list's elements compared by identity: it may have changed) or by the elements' ids."""
+    plan = self._eager_plans_by_list.get(id(var_list))
+    if plan is not None and plan.given is var_list and (
+        isinstance(var_list, tuple) or _same_elements(var_list, plan.elements)):
+      return plan
+    return self._eager_plans.get(tuple(map(id, var_list)))
+
+  def _keep_eager_plan(self, given, plan):
+    """Eager code applies the same list at every step: keep its plan under the list object and
+    its elements' ids (holding both, so that the ids stay theirs)."""
+    plan = plan._replace(given=given, elements=tuple(given))
+    for plans, key in ((self._eager_plans_by_list, id(given)),
+                       (self._eager_plans, tuple(map(id, plan.elements)))):
+      if len(plans) >= _MAX_EAGER_PLANS:
+        plans.pop(next(iter(plans)))
+      plans[key] = plan
 
   def _plan(self, var_list, component=lambda value: value):
     """The update groups of var_list (whose shadows exist), their members mapped by
     `component`."""
+    # Tuples: a variable group remembers them (_groups.VariableGroups.get).
     groups = []
     for debiased, group in self._groups(var_list):
-      averages = [component(self._averages[_key(var)]) for var in group]
+      averages = tuple(component(self._averages[_key(var)]) for var in group)
       states = [tuple(map(component, self._debias_states[_key(var)])) for var in group
                 if debiased]
-      groups.append((debiased, averages, states, [component(var) for var in group]))
-    return _Plan([component(var) for var in var_list], groups)
+      groups.append((debiased, averages, states, tuple(component(var) for var in group)))
+    return _Plan(tuple(component(var) for var in var_list), groups)
 
   def _update(self, var_list, component=None, count_skipped=True, plan=None):
     """The update of var_list's existing shadows (grouped by `plan`, if given). Under
@@ -305,6 +329,24 @@ class SWAMovingAverage(tf.Module):
           "of a %s variable) needs resource variables (use_resource=True)"
           % (_errors.describe(var), self._average_dtype.name, var.dtype.base_dtype.name))
 
+  def _unique_dependency(self, base):
+    """`base`, or the first of `base_1`, `base_2`, ... that names no dependency yet; the search
+    goes on where the last one for `base` stopped (dependencies are never removed)."""
+    if self._lookup_dependency(base) is None:
+      return base
+    index = self._dependency_suffixes.get(base, 1)
+    while self._lookup_dependency("%s_%d" % (base, index)) is not None:
+      index += 1
+    self._dependency_suffixes[base] = index  # Taken once tracked: the next search goes on.
+    return "%s_%d" % (base, index)
+
+  def _ensure_shadows(self, var_list):
+    """Creates the missing shadows of var_list, in its order."""
+    with tf.init_scope():
+      _scopes.restart_searches()
+    for var in var_list:
+      self._ensure_shadow(var)
+
   def _ensure_shadow(self, var):
     if _key(var) in self._averages:
       return
@@ -312,11 +354,7 @@ class SWAMovingAverage(tf.Module):
     # Checkpoint dependency "<averaged op name>": a checkpoint restored before the first apply()
     # is held back by TensorFlow and restored into the shadow when it is created here.
     # Variables sharing a name (eager code allows that) get "_1", "_2", ... in apply() order.
-    dependency = base = _state.op_name(var)
-    for index in itertools.count(1):
-      if self._lookup_dependency(dependency) is None:
-        break
-      dependency = "%s_%d" % (base, index)
+    dependency = self._unique_dependency(_state.op_name(var))
     self._track_trackable(average, name=dependency)
     if isinstance(var, tf.Variable):
       if not tf.executing_eagerly():

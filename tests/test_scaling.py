@@ -1,0 +1,197 @@
+"""Many variables: the first apply() is linear in their number, and shadows keep their names.
+
+The work is measured in operation counts, not wall time: Python function calls during the first
+apply() (sys.setprofile), and the calls into TensorFlow's unique-name search, its subscope reset
+and the averager's dependency lookup, which made it quadratic before.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.python.ops import variable_scope as tf_variable_scope
+from tensorflow.python.trackable import base as trackable_base
+
+import swa_ops
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_OLD_CHECKPOINT = os.path.join(_HERE, "data", "checkpoint_13ff881", "ckpt")
+
+
+# --------------------------------------------------------------------------------------------
+# Names: those commit 13ff881 gave
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["eager", "function", "graph_resource", "graph_ref"])
+def test_names_are_those_of_commit_13ff881(mode, tmp_path):
+  """Duplicate variable names, unnamed variables, name and variable scopes, partitioned
+  variables, a Keras layer, two averagers of one name, zero-debiased tensors: shadows, debias
+  state, checkpoint dependencies and keys, variables_to_restore, as before."""
+  with open(os.path.join(_HERE, "data", "shadow_names.json")) as f:
+    expected = json.load(f)[mode]
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+  output = subprocess.run(
+      [sys.executable, os.path.join(_HERE, "naming_scenarios.py"), mode, str(tmp_path)],
+      env=env, check=True, capture_output=True, text=True).stdout
+  assert json.loads(output) == expected
+
+
+def _variables_as_in_the_old_checkpoint():
+  """The variables naming_scenarios.py averaged (in that order) when it wrote the checkpoint,
+  with other values."""
+  variables = [tf.Variable(tf.fill([3], 50.0 + i), name="v") for i in range(3)]
+  variables += [tf.Variable(tf.fill([2], 60.0 + i)) for i in range(3)]
+  with tf.name_scope("outer"):
+    variables.append(tf.Variable(tf.fill([2], 70.0), name="w"))
+  variables.append(tf.Variable(tf.fill([2], tf.constant(80.0, tf.float64)), name="w"))
+  variables.append(tf.Variable(tf.fill([3, 2], 90.0), name="dense/kernel"))
+  variables.append(tf.Variable(tf.fill([2], 95.0), name="dense/bias"))
+  return variables
+
+
+@pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "immediate"])
+def test_a_checkpoint_written_by_commit_13ff881_restores_into_the_same_shadows(deferred):
+  reader = tf.train.load_checkpoint(_OLD_CHECKPOINT)
+  variables = _variables_as_in_the_old_checkpoint()
+  # Never selected by the schedule: apply() creates the shadows and changes nothing.
+  swa = swa_ops.SWAMovingAverage(0, start=10**9)
+  checkpoint = tf.train.Checkpoint(averager=swa)
+  if deferred:
+    status = checkpoint.read(_OLD_CHECKPOINT)
+    swa.apply(variables)
+  else:
+    swa.apply(variables)
+    status = checkpoint.read(_OLD_CHECKPOINT)
+  status.assert_consumed()  # Every saved average went into a shadow.
+  dependencies = ["v", "v_1", "v_2", "Variable", "Variable_1", "Variable_2", "outer/w", "w",
+                  "dense/kernel", "dense/bias"]
+  for var, dependency in zip(variables, dependencies):
+    key = "averager/%s/.ATTRIBUTES/VARIABLE_VALUE" % dependency.replace("/", ".S")
+    np.testing.assert_array_equal(swa.average(var).numpy(), reader.get_tensor(key))
+  # The three "v"s were saved with their own averages 0, 1, 2, in apply() order.
+  for i in range(3):
+    np.testing.assert_array_equal(swa.average(variables[i]).numpy(), np.full([3], float(i)))
+
+
+# --------------------------------------------------------------------------------------------
+# Operation counts
+# --------------------------------------------------------------------------------------------
+
+
+class _Counts:
+  """Counts, while active, Python function calls and the calls (and, for the subscope reset,
+  the scope names walked) of the searches that were quadratic."""
+
+  def __init__(self, monkeypatch):
+    self.reset()
+    store = tf_variable_scope._VariableScopeStore  # pylint: disable=protected-access
+    count, close = store.variable_scope_count, store.close_variable_subscopes
+    lookup = trackable_base.Trackable._lookup_dependency  # pylint: disable=protected-access
+
+    def counted_count(store_self, name):
+      self.scope_searches += 1
+      return count(store_self, name)
+
+    def counted_close(store_self, name):
+      self.scopes_walked += len(store_self.variable_scopes_count)
+      return close(store_self, name)
+
+    def counted_lookup(trackable, *args, **kwargs):
+      self.lookups += 1
+      return lookup(trackable, *args, **kwargs)
+
+    monkeypatch.setattr(store, "variable_scope_count", counted_count)
+    monkeypatch.setattr(store, "close_variable_subscopes", counted_close)
+    monkeypatch.setattr(trackable_base.Trackable, "_lookup_dependency", counted_lookup)
+
+  def _profile(self, unused_frame, event, unused_arg):
+    if event == "call":
+      self.calls += 1
+
+  def reset(self):
+    self.calls = self.scope_searches = self.scopes_walked = self.lookups = 0
+
+  def __enter__(self):
+    self.reset()
+    sys.setprofile(self._profile)
+    return self
+
+  def __exit__(self, *unused_exception):
+    sys.setprofile(None)
+
+  def as_tuple(self):
+    return self.calls, self.scope_searches, self.scopes_walked, self.lookups
+
+
+@pytest.fixture
+def counts(monkeypatch):
+  return _Counts(monkeypatch)
+
+
+def _first_apply_counts(counts, mode, n):
+  """The counts of the first apply() of n variables sharing one name (the worst case before)."""
+  if mode == "graph":
+    graph = tf.Graph()
+    with graph.as_default():
+      variables = [tf.compat.v1.get_variable("v%d" % i, [4]) for i in range(n)]
+      swa = swa_ops.SWAMovingAverage(tf.compat.v1.train.get_or_create_global_step())
+      with counts:
+        swa.apply(variables)
+    return counts.as_tuple()
+  variables = [tf.Variable(tf.zeros([4]), name="same") for _ in range(n)]
+  swa = swa_ops.SWAMovingAverage(tf.Variable(0, dtype=tf.int64))
+  update = (lambda: swa.apply(variables)) if mode == "eager" else tf.function(
+      lambda: (swa.apply(variables), None)[1])
+  with counts:
+    update()
+  return counts.as_tuple()
+
+
+@pytest.mark.parametrize("mode", ["eager", "function", "graph"])
+def test_the_first_apply_does_linear_work(counts, mode):
+  small = _first_apply_counts(counts, mode, 100)
+  large = _first_apply_counts(counts, mode, 1000)
+  calls, searches, walked, lookups = large
+  assert calls <= 11 * small[0], (small, large)  # 10x the variables: at most 11x the calls.
+  assert searches <= 2 * 1000, (small, large)  # Before: about n^2 / 2 with shared names.
+  assert walked <= 50 * 1000, (small, large)   # Before: about n^2 / 2.
+  assert lookups <= 4 * 1000, (small, large)   # Before: about n^2 / 2 with shared names.
+
+
+def _later_apply_calls(counts, n, make_list):
+  variables = make_list(tf.Variable(tf.zeros([4])) for _ in range(n))
+  swa = swa_ops.SWAMovingAverage(tf.Variable(0, dtype=tf.int64), skip_nonfinite=True)
+  swa.apply(variables)
+  with counts:
+    swa.apply(variables)
+  return counts.calls
+
+
+@pytest.mark.parametrize("make_list", [list, tuple])
+def test_a_later_eager_apply_of_the_same_list_makes_no_python_call_per_variable(counts,
+                                                                                 make_list):
+  assert _later_apply_calls(counts, 1000, make_list) == _later_apply_calls(counts, 100, make_list)
+
+
+def test_a_list_changed_in_place_between_eager_applies_is_averaged_as_it_is_now():
+  variables = [tf.Variable(tf.fill([2], float(i))) for i in range(4)]
+  step = tf.Variable(0, dtype=tf.int64)
+  swa = swa_ops.SWAMovingAverage(step)
+  var_list = variables[:2]
+  swa.apply(var_list)
+  var_list[1] = variables[2]  # Same list object, same length, another element.
+  var_list.append(variables[3])
+  swa.apply(var_list)
+  assert swa.average(variables[3]) is not None
+  for v in variables:
+    v.assign_add(tf.fill([2], 10.0))
+  var_list[0] = variables[1]
+  swa.apply(var_list[:0] + var_list)  # Step 0: each average listed becomes its value.
+  swa.apply(var_list)
+  want = [0.0, 11.0, 12.0, 13.0]
+  for v, value in zip(variables, want):
+    np.testing.assert_array_equal(swa.average(v).numpy(), [value, value])
