@@ -172,6 +172,28 @@ SWEEP_TRACE_LIMIT_S = 60.0
 # ---------------------------------------------------------------------------------------------
 # Machine
 
+def progress(total, description):
+  """A progress bar on stderr (tqdm), or a stand-in that prints each step's description where
+  tqdm is not installed."""
+  try:
+    from tqdm import tqdm
+  except ImportError:
+    return _PrintedProgress()
+  return tqdm(total=total, desc=description, file=sys.stderr, unit="step", leave=True,
+              bar_format="{desc}: {bar} {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+
+
+class _PrintedProgress:
+  def set_postfix_str(self, text):
+    print(text + " ...", file=sys.stderr, flush=True)
+
+  def update(self, steps=1):
+    pass
+
+  def close(self):
+    pass
+
+
 def cpu_model():
   """The CPU model name from /proc/cpuinfo, or platform.processor()."""
   try:
@@ -617,9 +639,13 @@ def run_sweep(variable_counts, total_values, settings, limit_s):
   """The sweep's points, in increasing number of variables (floors added later)."""
   history = {key: [] for key in SWEEP_PATH_KEYS}
   points = []
-  for num_variables in sorted(set(variable_counts)):
-    print("sweep: %d variables ..." % num_variables, file=sys.stderr, flush=True)
+  counts = sorted(set(variable_counts))
+  bar = progress(len(counts), "sweep")
+  for num_variables in counts:
+    bar.set_postfix_str("%d variables" % num_variables)
     points.append(run_sweep_point(num_variables, total_values, settings, history, limit_s))
+    bar.update()
+  bar.close()
   return points
 
 
@@ -857,12 +883,16 @@ def run_all(names, mode, machine, tf1_reference):
   kernel = BandwidthKernel(bandwidth_array_floats(), machine["nproc"])
   start_up_gbps = kernel.best_gbps(settings["bandwidth_repeats"])
   workloads = {}
+  bar = progress(len(names) * (1 if tf1_reference is None else 2), "workloads")
   for name in names:
-    print("%s: building, warming up and timing ..." % name, file=sys.stderr, flush=True)
+    bar.set_postfix_str("%s: building, warming up and timing" % name)
     workloads[name] = run_workload(name, settings, kernel)
+    bar.update()
     if tf1_reference is not None:
-      print("%s: TF1 graph paths (child process) ..." % name, file=sys.stderr, flush=True)
+      bar.set_postfix_str("%s: TF1 graph paths (child process)" % name)
       workloads[name]["tf1"] = run_tf1_workload(name, mode, tf1_reference)
+      bar.update()
+  bar.close()
   kernel.close()
   best_in_rounds = {name: result.pop("bandwidth_gb_per_s_best_in_rounds")
                     for name, result in workloads.items()}
@@ -982,7 +1012,40 @@ def main(argv=None):
   if args.first_call:
     report["first_call"] = first_calls
   write_json(args.json, report)
-  print("Results written to %s" % args.json)
+  print_summary(mode, workloads, sweep, args.json)
+
+
+def format_summary_table(workloads):
+  """One row per workload: swa_ops grouped in tf.function against the floor and the reference
+  (TF2 port), and in a TF1 session against the original reference where that ran."""
+  lines = ["| workload | swa_ops grouped tf.function ms | x floor | reference tf.function ms | "
+           "speedup | TF1: swa_ops grouped ms | TF1: original reference ms | TF1 speedup |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+  for name, result in workloads.items():
+    swa = result["paths"]["swa_ops_tf_function"]
+    cells = ["%.2f" % swa["median_ms"], "%.2f" % swa["ratio_to_floor"],
+             "%.2f" % result["paths"]["reference_tf_function"]["median_ms"],
+             "%.1fx" % result["speedup_swa_ops_vs_reference_tf_function"]]
+    tf1 = result.get("tf1") or {}
+    if "paths" in tf1:
+      cells += ["%.2f" % tf1["paths"]["swa_ops_tf1_graph"]["median_ms"],
+                "%.2f" % tf1["paths"]["reference_tf1_graph"]["median_ms"],
+                "%.1fx" % tf1["speedup_swa_ops_tf1_graph_vs_reference_tf1_graph"]]
+    else:
+      cells += ["-", "-", "-"]
+    lines.append("| %s | %s |" % (name, " | ".join(cells)))
+  return "\n".join(lines)
+
+
+def print_summary(mode, workloads, sweep, json_path):
+  print("Summary (%s run; ms per update, medians; the tables above have every path)" % mode)
+  print()
+  if workloads:
+    print(format_summary_table(workloads))
+    print()
+  if sweep:
+    print("Sweep plot: %s" % (sweep.get("plot") or "not written (%s)" % sweep.get("plot_skipped")))
+  print("Results (JSON): %s" % json_path)
 
 
 if __name__ == "__main__":
