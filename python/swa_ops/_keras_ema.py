@@ -75,7 +75,8 @@ class EMAState(tf.Module):
   """What a checkpoint of an `EMA` callback holds: the averages (one per trainable weight of the
   model, in `model.trainable_weights` order) and the number of updates. Restoring it into a new
   callback before `fit()` (`tf.train.Checkpoint(ema=callback.state).restore(path)`) continues the
-  same averages: they are restored when the callback creates them, at the start of `fit()`."""
+  same averages: they are restored when the callback creates them, at the start of `fit()`
+  (keep the `tf.train.Checkpoint` object alive until then: it holds the pending restore)."""
 
   def __init__(self, num_updates):
     super().__init__(name="ema_state")
@@ -171,7 +172,10 @@ class EMA(_keras_compat.Callback):
             % (_WHERE, len(self._variables), len(variables)))
     self._variables = variables
     self._averages = [_new_average(var, self.name) for var in variables]
-    self.state.averages = self._averages  # Tracked: a pending checkpoint restore fills them.
+    if len(self.state.averages):
+      self.state.averages = list(self._averages)
+    else:  # Appended to the tracked list, so that a pending checkpoint restore fills them.
+      self.state.averages.extend(self._averages)
     self._functions = self._make_functions()
 
   def _make_functions(self):
