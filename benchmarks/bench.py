@@ -5,6 +5,7 @@ Usage:
                              [--sweep | --no-sweep] [--sweep-variables 10,30,...]
                              [--sweep-values N] [--sweep-trace-limit SECONDS] [--plot PATH]
                              [--reference PATH | --no-tf1] [--first-call [N,N,...]]
+                             [--keras-ema]
 
 A run has two parts: the workloads W1-W3 and the sweep (`--sweep`: the sweep only;
 `--no-sweep`: the workloads only; default: both, in quick and full runs alike).
@@ -107,6 +108,11 @@ a path predicted above --sweep-trace-limit is skipped with its prediction. It pr
 path's growth exponent (least-squares slope on log-log axes), the issue-18 targets beside the
 measurements, and plots first_call.png beside the sweep plot. About 3 minutes for swa_ops up to
 10000 variables here; the peers are skipped where they would take over a minute.
+
+Keras EMA (`--keras-ema`, off by default): ms per Keras 3 `fit()` step of a model of 200
+Dense(16) layers (400 variables) with `SGD(use_ema=True)`, with a plain SGD and
+`swa_ops.keras.EMA`, and with no EMA, interleaved (benchmarks/keras_ema_bench.py); the EMA cost
+of each is its step minus the plain step of the same round (median).
 
 Results are printed as markdown tables and written as JSON (default
 benchmarks/results/latest.json) with machine information.
@@ -847,6 +853,10 @@ def parse_args(argv):
                       "and tf.function, tf.train.ExponentialMovingAverage, Keras use_ema; one "
                       "process per point; growth exponents, targets, plot first_call.png "
                       "beside --plot); paths predicted above --sweep-trace-limit are skipped")
+  parser.add_argument("--keras-ema", action="store_true",
+                      help="also a Keras fit() step with the optimizer's use_ema=True against "
+                      "swa_ops.keras.EMA (benchmarks/keras_ema_bench.py: 200 Dense layers, "
+                      "interleaved, about 1-2 minutes)")
   parser.add_argument("--sweep-variables", type=parse_counts, default=None,
                       help="comma-separated numbers of variables (default: %s; quick: %s)" % (
                           ",".join(map(str, SWEEP_SETTINGS["full"]["variables"])),
@@ -995,6 +1005,12 @@ def main(argv=None):
     why_not = first_call.plot(first_calls, plot_path)
     print("First-call plot: %s" % (why_not or plot_path))
     print()
+  keras_ema = None
+  if args.keras_ema:
+    import keras_ema_bench  # pylint: disable=import-outside-toplevel (imports Keras)
+    keras_ema = keras_ema_bench.run()
+    print(keras_ema_bench.format_report(keras_ema))
+    print()
   print("Total time: %.0f s (start-up and workloads %.0f s, sweep %.0f s)" % (
       elapsed, elapsed - sweep_seconds, sweep_seconds))
 
@@ -1011,6 +1027,8 @@ def main(argv=None):
     report["sweep"] = sweep
   if args.first_call:
     report["first_call"] = first_calls
+  if keras_ema is not None:
+    report["keras_ema"] = keras_ema
   write_json(args.json, report)
   print_summary(mode, workloads, sweep, args.json)
 

@@ -205,6 +205,13 @@ def swa_assign_group(group, values, step, value_dtype, use_locking=False, name=N
                     start=start, period=period)
 
 
+def ema_assign_group(group, values, decay, value_dtype, use_locking=False, name=None,
+                     apply_if=None):
+  """`ema_assign_n` on a group of averages followed by value variables (`values` empty) or of
+  averages alone (`values`: one tensor per average, of dtype `value_dtype`)."""
+  return _run_group("ema_assign", group, values, decay, value_dtype, use_locking, name, apply_if)
+
+
 def debiased_ema_group(group, values, decay, value_dtype, use_locking=False, name=None,
                        apply_if=None):
   """`debiased_ema_n` on a group of averages, then biased, then local_steps, then (`values`

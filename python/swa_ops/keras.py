@@ -8,7 +8,9 @@ backend) and Keras 2 (`tf_keras`, `tf.keras` under `TF_USE_LEGACY_KERAS=1`).
 
 `SWA` averages the model's trainable weights with `swa_ops.SWAMovingAverage` (one grouped
 `SWAAssignGroup` op per update for all of them), `update_bn` recomputes BatchNormalization
-statistics for a set of weights with one pass over a dataset (PyTorch's `update_bn`).
+statistics for a set of weights with one pass over a dataset (PyTorch's `update_bn`), and `EMA`
+keeps the exponential moving average of Keras 3's optimizer option `use_ema=True` (one
+`EMAAssignGroup` op per step for all weights).
 """
 import contextlib
 import numbers
@@ -20,12 +22,13 @@ import tensorflow as tf
 
 from swa_ops import _errors
 from swa_ops import _keras_compat
+from swa_ops._keras_ema import EMA, EMAState  # noqa: F401  (swa_ops.keras.EMA)
 from swa_ops import _state
 from swa_ops.averager import SWAMovingAverage
 
 keras = _keras_compat.keras3()  # The Keras 3 package (not this module); None without it.
 
-__all__ = ["SWA", "update_bn"]
+__all__ = ["SWA", "EMA", "update_bn"]
 
 _UNITS = ("epoch", "step")
 _DEFAULT = object()  # "The callback's bn_refresh_data".
