@@ -180,7 +180,8 @@ void DebiasedEma(py::handle averages_list, py::handle biased_list, py::handle lo
   const ArrayList values = ViewList(call, values_list, "values");
   const ArgName steps_name{"local_steps", ArgName::kWhole};
   const ArrayList local_steps{
-      "local_steps", {ViewArray(local_steps_array, call.function, steps_name, call.stream)}};
+      "local_steps", {ViewArray(local_steps_array, call.function, steps_name, call.stream)},
+      /*whole=*/true};
   const size_t n = values.size();
   CheckLengths(call, {&averages, &biased, &values});
   CheckUpdated(call, averages);

@@ -21,12 +21,13 @@ struct Call {
   StreamHandle stream;
 };
 
-// A named list of arrays.
+// A named list of arrays; `whole`: one array argument (local_steps), named without an index.
 struct ArrayList {
   const char* name;
   std::vector<ArrayView> arrays;
+  bool whole = false;
   size_t size() const { return arrays.size(); }
-  ArgName Arg(size_t index) const { return {name, index}; }
+  ArgName Arg(size_t index) const { return {name, whole ? ArgName::kWhole : index}; }
 };
 
 // Views each element of `list` (a list or tuple: TypeError otherwise).
