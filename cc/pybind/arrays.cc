@@ -52,8 +52,15 @@ std::string ArrayView::ShapeString() const {
   return out.str();
 }
 
+namespace {
+std::string DLPackDTypeName(uint32_t packed);
+std::string NumpyDTypeName(const py::dtype& dtype);
+}  // namespace
+
 std::string ArrayView::DTypeString() const {
-  return dtype == DType::kOther ? other_dtype : DTypeName(dtype);
+  if (dtype != DType::kOther) return DTypeName(dtype);
+  if (from_dlpack) return DLPackDTypeName(dlpack_dtype);
+  return NumpyDTypeName(py::reinterpret_borrow<py::array>(owner).dtype());
 }
 
 bool ArrayView::SameShape(const ArrayView& other) const {
@@ -89,14 +96,15 @@ DType NumpyDType(const py::dtype& dtype) {
   return DType::kOther;
 }
 
+std::string NumpyDTypeName(const py::dtype& dtype) {
+  std::string name = py::str(dtype).cast<std::string>();
+  if (dtype.byteorder() == '>') name += " (big-endian)";
+  return name;
+}
+
 ArrayView ViewNumpy(const py::array& array) {
   ArrayView view;
-  const py::dtype dtype = array.dtype();
-  view.dtype = NumpyDType(dtype);
-  if (view.dtype == DType::kOther) {
-    view.other_dtype = py::str(dtype).cast<std::string>();
-    if (dtype.byteorder() == '>') view.other_dtype += " (big-endian)";
-  }
+  view.dtype = NumpyDType(array.dtype());
   view.data = const_cast<void*>(array.data());
   view.ndim = static_cast<int>(array.ndim());
   view.shape = reinterpret_cast<const int64_t*>(array.shape());
@@ -123,7 +131,15 @@ DType DLPackDType(const dlpack::DLDataType& type) {
   return DType::kOther;
 }
 
-std::string DLPackDTypeName(const dlpack::DLDataType& type) {
+uint32_t PackDLPackDType(const dlpack::DLDataType& type) {
+  return type.code | (static_cast<uint32_t>(type.bits) << 8) |
+         (static_cast<uint32_t>(type.lanes) << 16);
+}
+
+std::string DLPackDTypeName(uint32_t packed) {
+  const dlpack::DLDataType type{static_cast<uint8_t>(packed & 0xff),
+                                static_cast<uint8_t>((packed >> 8) & 0xff),
+                                static_cast<uint16_t>(packed >> 16)};
   static const char* const kCodes[] = {"int", "uint", "float", "opaque", "bfloat", "complex",
                                        "bool"};
   const char* code = type.code < 7 ? kCodes[type.code] : "code?";
@@ -193,7 +209,8 @@ ArrayView ViewDLPack(py::handle object, const char* function, const ArgName& nam
                            ".__dlpack__() did not return a DLPack capsule"));
   }
   view.dtype = DLPackDType(tensor->dtype);
-  if (view.dtype == DType::kOther) view.other_dtype = DLPackDTypeName(tensor->dtype);
+  view.from_dlpack = true;
+  view.dlpack_dtype = PackDLPackDType(tensor->dtype);
   view.data = static_cast<char*>(tensor->data) + tensor->byte_offset;
   view.ndim = tensor->ndim;
   view.shape = tensor->shape;

@@ -18,7 +18,7 @@ namespace pybind {
 namespace py = pybind11;
 
 // The element types the updates take (floats), and int64 for DebiasedEMA's local steps.
-enum class DType { kFloat16, kBFloat16, kFloat32, kFloat64, kInt64, kOther };
+enum class DType : uint8_t { kFloat16, kBFloat16, kFloat32, kFloat64, kInt64, kOther };
 
 const char* DTypeName(DType dtype);
 int ItemSize(DType dtype);
@@ -34,21 +34,24 @@ struct Device {
   std::string ToString() const;  // "cpu", "cuda:0".
 };
 
+// Kept small (a call views thousands): no strings; an unsupported dtype's name is made only
+// for its error message (DTypeString).
 struct ArrayView {
   void* data = nullptr;
-  DType dtype = DType::kOther;
-  std::string other_dtype;        // The dtype's name where dtype is kOther.
   const int64_t* shape = nullptr;  // ndim extents, valid while `owner` lives.
-  int ndim = 0;
-  int64_t size = 0;  // Elements.
+  int64_t size = 0;                // Elements.
+  py::object owner;  // Keeps data and shape alive: the NumPy array, or the DLPack capsule.
+  Device device{1, 0};
+  int32_t ndim = 0;
+  DType dtype = DType::kOther;
   bool writable = false;
   bool c_contiguous = false;
-  Device device{1, 0};
-  py::object owner;  // Keeps data and shape alive: the array, or the DLPack capsule.
+  bool from_dlpack = false;
+  uint32_t dlpack_dtype = 0;  // A DLPack array's DLDataType (code, bits, lanes), for messages.
 
   int64_t bytes() const { return size * ItemSize(dtype); }
   std::string ShapeString() const;
-  std::string DTypeString() const;
+  std::string DTypeString() const;  // Needs the GIL.
   bool SameShape(const ArrayView& other) const;
 };
 

@@ -152,8 +152,13 @@ struct Extent {
   ArgName name;
 };
 
-std::vector<Extent> Extents(const std::vector<const ArrayList*>& lists) {
+// The non-empty arrays of `lists` as extents, sorted by start (arrays allocated one after the
+// other usually are already).
+std::vector<Extent> SortedExtents(const std::vector<const ArrayList*>& lists) {
+  size_t count = 0;
+  for (const ArrayList* list : lists) count += list->size();
   std::vector<Extent> extents;
+  extents.reserve(count);
   for (const ArrayList* list : lists) {
     for (size_t i = 0; i < list->size(); ++i) {
       const ArrayView& array = list->arrays[i];
@@ -161,6 +166,10 @@ std::vector<Extent> Extents(const std::vector<const ArrayList*>& lists) {
       const auto begin = reinterpret_cast<uintptr_t>(array.data);
       extents.push_back({begin, begin + static_cast<uintptr_t>(array.bytes()), list->Arg(i)});
     }
+  }
+  auto by_start = [](const Extent& a, const Extent& b) { return a.begin < b.begin; };
+  if (!std::is_sorted(extents.begin(), extents.end(), by_start)) {
+    std::sort(extents.begin(), extents.end(), by_start);
   }
   return extents;
 }
@@ -173,9 +182,7 @@ bool SameArg(const ArgName& a, const ArgName& b) {
 
 void CheckDisjoint(const Call& call, const std::vector<const ArrayList*>& written,
                    const std::vector<const ArrayList*>& read) {
-  std::vector<Extent> updated = Extents(written);
-  std::sort(updated.begin(), updated.end(),
-            [](const Extent& a, const Extent& b) { return a.begin < b.begin; });
+  const std::vector<Extent> updated = SortedExtents(written);
   // Sorted by start, disjoint extents each end before the next starts; the one reaching
   // furthest so far is the one an overlap is with.
   for (size_t k = 1; k < updated.size(); ++k) {
@@ -186,11 +193,11 @@ void CheckDisjoint(const Call& call, const std::vector<const ArrayList*>& writte
                               "once per call"));
     }
   }
-  for (const Extent& value : Extents(read)) {
-    // The last updated extent starting before the value ends is the only one it can overlap.
-    auto after = std::upper_bound(
-        updated.begin(), updated.end(), value.end - 1,
-        [](uintptr_t address, const Extent& extent) { return address < extent.begin; });
+  // Both sorted by start: one sweep. For each value, the last updated extent starting before
+  // the value ends is the only one it can overlap (the updated extents are disjoint).
+  auto after = updated.begin();
+  for (const Extent& value : SortedExtents(read)) {
+    while (after != updated.end() && after->begin < value.end) ++after;
     if (after == updated.begin()) continue;
     const Extent& candidate = *(after - 1);
     if (candidate.end <= value.begin) continue;

@@ -34,6 +34,8 @@ Threads and devices
   On the CPU one call is one parallel pass over all the arrays, split by bytes (not by array)
   over OpenMP threads (``OMP_NUM_THREADS``, default every core; ``cpu_threads()`` says how
   many); small updates run on the calling thread. The GIL is released during the update.
+  Importing this module sets OMP_WAIT_POLICY=PASSIVE unless it is set (idle OpenMP threads
+  sleep rather than spin between updates; see below the imports).
   On a CUDA device one call is one kernel launch (more only past about a thousand arrays),
   asynchronous on ``stream``. All arrays of a call must be on one device: CPU and CUDA arrays
   mixed, or arrays on two GPUs, are a ``ValueError``.
@@ -47,8 +49,15 @@ Streams
   the update.
 """
 import numbers
+import os
 
-from swa_ops import _kernels
+# OpenMP's idle threads sleep instead of spinning (libgomp reads this once, when it loads): an
+# update runs once per training step, between other work, and spinning threads would take the
+# cores that work needs (on a machine shared with other processes, measured ~10x slower with
+# spinning). Set OMP_WAIT_POLICY=ACTIVE before importing to keep libgomp's default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from swa_ops import _kernels  # noqa: E402
 
 WITH_CUDA = _kernels.WITH_CUDA
 
