@@ -1,0 +1,216 @@
+#include "validation.h"
+
+#include <algorithm>
+
+namespace swa_ops {
+namespace pybind {
+
+void ThrowValueError(const std::string& message) { throw py::value_error(message); }
+void ThrowTypeError(const std::string& message) { throw py::type_error(message); }
+
+ArrayList ViewList(const Call& call, py::handle list, const char* name) {
+  if (!py::isinstance<py::list>(list) && !py::isinstance<py::tuple>(list)) {
+    ThrowTypeError(Message(call.function, ": ", name, " must be a list or tuple of arrays, got ",
+                           py::str(py::type::handle_of(list).attr("__name__")).cast<std::string>()));
+  }
+  const py::sequence items = py::reinterpret_borrow<py::sequence>(list);
+  ArrayList out{name, {}};
+  out.arrays.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    out.arrays.push_back(ViewArray(items[i], call.function, out.Arg(i), call.stream));
+  }
+  return out;
+}
+
+void CheckLengths(const Call& call, const std::vector<const ArrayList*>& lists) {
+  for (const ArrayList* list : lists) {
+    if (list->size() != lists[0]->size()) {
+      ThrowValueError(Message(call.function, ": ", lists[0]->name, " has ", lists[0]->size(),
+                              " arrays but ", list->name, " has ", list->size(),
+                              ": the lists must have one length"));
+    }
+  }
+}
+
+namespace {
+
+// An array this call reads or writes: C-contiguous, of a float dtype.
+void CheckContiguousFloat(const Call& call, const ArrayView& array, const ArgName& name) {
+  if (!IsFloat(array.dtype)) {
+    ThrowTypeError(Message(call.function, ": ", name.ToString(), " has dtype ",
+                           array.DTypeString(),
+                           "; arrays are float16, bfloat16, float32 or float64"));
+  }
+  if (!array.c_contiguous) {
+    ThrowValueError(Message(call.function, ": ", name.ToString(),
+                            " is not C-contiguous (or not aligned): pass a contiguous array "
+                            "(numpy.ascontiguousarray copies, so update the copy)"));
+  }
+}
+
+void CheckDTypeOfFirst(const Call& call, const ArrayList& list, size_t index) {
+  const DType first = list.arrays[0].dtype;
+  if (list.arrays[index].dtype != first) {
+    ThrowTypeError(Message(call.function, ": ", list.Arg(index).ToString(), " has dtype ",
+                           list.arrays[index].DTypeString(), " but ", list.Arg(0).ToString(),
+                           " has ", DTypeName(first), ": the arrays of a list have one dtype "
+                           "(one call per dtype)"));
+  }
+}
+
+}  // namespace
+
+void CheckWritable(const Call& call, const ArrayList& updated) {
+  for (size_t i = 0; i < updated.size(); ++i) {
+    const ArrayView& array = updated.arrays[i];
+    CheckContiguousFloat(call, array, updated.Arg(i));
+    if (!array.writable) {
+      ThrowValueError(Message(call.function, ": ", updated.Arg(i).ToString(),
+                              " is read-only; it is updated in place"));
+    }
+  }
+}
+
+void CheckUpdated(const Call& call, const ArrayList& updated) {
+  CheckWritable(call, updated);
+  for (size_t i = 0; i < updated.size(); ++i) CheckDTypeOfFirst(call, updated, i);
+}
+
+void CheckSameDTypes(const Call& call, const ArrayList& list, const ArrayList& like) {
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (list.arrays[i].dtype != like.arrays[i].dtype) {
+      ThrowTypeError(Message(call.function, ": ", list.Arg(i).ToString(), " has dtype ",
+                             list.arrays[i].DTypeString(), " but ", like.Arg(i).ToString(),
+                             " has dtype ", like.arrays[i].DTypeString()));
+    }
+  }
+}
+
+bool AverageTakes(DType average, DType value) {
+  if (average == value) return true;
+  const bool wide_average = average == DType::kFloat32 || average == DType::kFloat64;
+  return wide_average && IsFloat(value) && ItemSize(value) < ItemSize(average);
+}
+
+void CheckValues(const Call& call, const ArrayList& values, const ArrayList& averages) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    const ArrayView& value = values.arrays[i];
+    CheckContiguousFloat(call, value, values.Arg(i));
+    CheckDTypeOfFirst(call, values, i);
+    const ArrayView& average = averages.arrays[i];
+    if (!AverageTakes(average.dtype, value.dtype)) {
+      ThrowTypeError(Message(call.function, ": ", values.Arg(i).ToString(), " has dtype ",
+                             value.DTypeString(), ", which ", averages.Arg(i).ToString(), " (",
+                             average.DTypeString(), ") cannot take: an average has its value's "
+                             "dtype or a wider float (float32 or float64 for float16/bfloat16 "
+                             "values, float64 for float32 values)"));
+    }
+  }
+  CheckSameShapes(call, values, averages);
+}
+
+void CheckSameShapes(const Call& call, const ArrayList& list, const ArrayList& like) {
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (!list.arrays[i].SameShape(like.arrays[i])) {
+      ThrowValueError(Message(call.function, ": ", list.Arg(i).ToString(), " has shape ",
+                              list.arrays[i].ShapeString(), " but ", like.Arg(i).ToString(),
+                              " has shape ", like.arrays[i].ShapeString()));
+    }
+  }
+}
+
+Device CheckOneDevice(const Call& call, const std::vector<const ArrayList*>& lists) {
+  const ArrayList* first_list = nullptr;
+  for (const ArrayList* list : lists) {
+    if (list->size() > 0) {
+      first_list = list;
+      break;
+    }
+  }
+  if (first_list == nullptr) return Device{1, 0};
+  const Device device = first_list->arrays[0].device;
+  for (const ArrayList* list : lists) {
+    for (size_t i = 0; i < list->size(); ++i) {
+      if (list->arrays[i].device == device) continue;
+      const bool mixed_kinds = list->arrays[i].device.is_cuda() != device.is_cuda();
+      ThrowValueError(Message(call.function, ": ", list->Arg(i).ToString(), " is on ",
+                              list->arrays[i].device.ToString(), " but ",
+                              first_list->Arg(0).ToString(), " is on ", device.ToString(),
+                              mixed_kinds ? ": arrays on mixed devices (CPU and CUDA)"
+                                          : ": all arrays of a call must be on one device"));
+    }
+  }
+  return device;
+}
+
+namespace {
+
+// The bytes [begin, end) of argument `name`.
+struct Extent {
+  uintptr_t begin;
+  uintptr_t end;
+  ArgName name;
+};
+
+// The non-empty arrays of `lists` as extents, sorted by start (arrays allocated one after the
+// other usually are already).
+std::vector<Extent> SortedExtents(const std::vector<const ArrayList*>& lists) {
+  size_t count = 0;
+  for (const ArrayList* list : lists) count += list->size();
+  std::vector<Extent> extents;
+  extents.reserve(count);
+  for (const ArrayList* list : lists) {
+    for (size_t i = 0; i < list->size(); ++i) {
+      const ArrayView& array = list->arrays[i];
+      if (array.bytes() == 0) continue;
+      const auto begin = reinterpret_cast<uintptr_t>(array.data);
+      extents.push_back({begin, begin + static_cast<uintptr_t>(array.bytes()), list->Arg(i)});
+    }
+  }
+  auto by_start = [](const Extent& a, const Extent& b) { return a.begin < b.begin; };
+  if (!std::is_sorted(extents.begin(), extents.end(), by_start)) {
+    std::sort(extents.begin(), extents.end(), by_start);
+  }
+  return extents;
+}
+
+bool SameArg(const ArgName& a, const ArgName& b) {
+  return a.index == b.index && std::string(a.list) == b.list;
+}
+
+}  // namespace
+
+void CheckDisjoint(const Call& call, const std::vector<const ArrayList*>& written,
+                   const std::vector<const ArrayList*>& read) {
+  const std::vector<Extent> updated = SortedExtents(written);
+  // Sorted by start, disjoint extents each end before the next starts; the one reaching
+  // furthest so far is the one an overlap is with.
+  for (size_t k = 1; k < updated.size(); ++k) {
+    if (updated[k].begin < updated[k - 1].end) {
+      ThrowValueError(Message(call.function, ": ", updated[k - 1].name.ToString(), " and ",
+                              updated[k].name.ToString(),
+                              " share memory (the same array twice?): each array may be updated "
+                              "once per call"));
+    }
+  }
+  // Both sorted by start: one sweep. For each value, the last updated extent starting before
+  // the value ends is the only one it can overlap (the updated extents are disjoint).
+  auto after = updated.begin();
+  for (const Extent& value : SortedExtents(read)) {
+    while (after != updated.end() && after->begin < value.end) ++after;
+    if (after == updated.begin()) continue;
+    const Extent& candidate = *(after - 1);
+    if (candidate.end <= value.begin) continue;
+    const ArgName average{"averages", value.name.index};
+    if (SameArg(candidate.name, average) && value.begin == candidate.begin) {
+      ThrowValueError(Message(call.function, ": ", average.ToString(), " is also its value ",
+                              value.name.ToString(), ": an array cannot be its own average"));
+    }
+    ThrowValueError(Message(call.function, ": ", value.name.ToString(), " shares memory with ",
+                            candidate.name.ToString(),
+                            ", which this call updates: a value must not be written while read"));
+  }
+}
+
+}  // namespace pybind
+}  // namespace swa_ops
