@@ -120,7 +120,7 @@ setup(
                                            int(SUPPORTED_TENSORFLOW[-1].split(".")[1]) + 1)],
         # nvidia-cuda-cuobjdump: cuobjdump, for the test of the device code in a CUDA build
         # (nvidia/cu13/bin/cuobjdump; 13.2 is its first CUDA 13 release).
-        "test": ["pytest", "numpy", "hypothesis", "scikit-learn", "tqdm", "auditwheel",
+        "test": ["pytest", "numpy", "hypothesis", "scikit-learn", "tqdm", "auditwheel", "ml_dtypes",
                  'nvidia-cuda-cuobjdump>=13.2,<14; sys_platform == "linux" and '
                  'platform_machine == "x86_64"'],
     },
