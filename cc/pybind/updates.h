@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "segments.h"
 #include "validation.h"
 
 namespace swa_ops {
@@ -42,6 +43,34 @@ void DispatchPair(DType average, DType value, F&& f) {
   SWA_PYBIND_FOR_EACH_PAIR(SWA_PYBIND_PAIR_CASE)
 #undef SWA_PYBIND_PAIR_CASE
   throw std::logic_error("swa_ops.kernels: dtype pair not validated");
+}
+
+// The core's segments of validated arrays whose storage types are T (averages, biased) and V
+// (values).
+template <typename T, typename V>
+std::vector<MovingAverageSegment<T, V>> MovingAverageSegments(const ArrayList& averages,
+                                                              const ArrayList& values) {
+  std::vector<MovingAverageSegment<T, V>> segments(averages.size());
+  for (size_t i = 0; i < segments.size(); ++i) {
+    segments[i] = {static_cast<T*>(averages.arrays[i].data),
+                   static_cast<const V*>(values.arrays[i].data), values.arrays[i].size};
+  }
+  return segments;
+}
+
+template <typename T, typename V>
+std::vector<DebiasedSegment<T, V>> DebiasedSegments(const ArrayList& averages,
+                                                    const ArrayList& biased,
+                                                    const ArrayList& values,
+                                                    const std::vector<double>& denominators) {
+  std::vector<DebiasedSegment<T, V>> segments(averages.size());
+  for (size_t i = 0; i < segments.size(); ++i) {
+    segments[i] = {static_cast<T*>(averages.arrays[i].data),
+                   static_cast<T*>(biased.arrays[i].data),
+                   static_cast<const V*>(values.arrays[i].data), values.arrays[i].size,
+                   denominators[i]};
+  }
+  return segments;
 }
 
 // One moving-average update: average <- average - (average - value) * weight, for every pair.

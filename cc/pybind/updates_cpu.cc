@@ -90,11 +90,7 @@ void MovingAverageCpu(const ArrayList& averages, const ArrayList& values, double
   DispatchPair<CpuType>(averages.arrays[0].dtype, values.arrays[0].dtype, [&](auto t, auto v) {
     using T = typename decltype(t)::type;
     using V = typename decltype(v)::type;
-    std::vector<MovingAverageSegment<T, V>> segments(averages.size());
-    for (size_t i = 0; i < segments.size(); ++i) {
-      segments[i] = {static_cast<T*>(averages.arrays[i].data),
-                     static_cast<const V*>(values.arrays[i].data), values.arrays[i].size};
-    }
+    const auto segments = MovingAverageSegments<T, V>(averages, values);
     ParallelOverSegments(segments, 2 * sizeof(T) + sizeof(V),
                          [weight](const MovingAverageSegment<T, V>& segment, int64_t begin,
                                   int64_t end) { MovingAverageRange(segment, begin, end, weight); });
@@ -107,13 +103,7 @@ void DebiasedCpu(const ArrayList& averages, const ArrayList& biased, const Array
   DispatchPair<CpuType>(averages.arrays[0].dtype, values.arrays[0].dtype, [&](auto t, auto v) {
     using T = typename decltype(t)::type;
     using V = typename decltype(v)::type;
-    std::vector<DebiasedSegment<T, V>> segments(averages.size());
-    for (size_t i = 0; i < segments.size(); ++i) {
-      segments[i] = {static_cast<T*>(averages.arrays[i].data),
-                     static_cast<T*>(biased.arrays[i].data),
-                     static_cast<const V*>(values.arrays[i].data), values.arrays[i].size,
-                     denominators[i]};
-    }
+    const auto segments = DebiasedSegments<T, V>(averages, biased, values, denominators);
     ParallelOverSegments(segments, 4 * sizeof(T) + sizeof(V),
                          [weight](const DebiasedSegment<T, V>& segment, int64_t begin,
                                   int64_t end) { DebiasedRange(segment, begin, end, weight); });

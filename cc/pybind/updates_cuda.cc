@@ -70,11 +70,7 @@ void MovingAverageCuda(const ArrayList& averages, const ArrayList& values, doubl
   DispatchPair<CudaType>(averages.arrays[0].dtype, values.arrays[0].dtype, [&](auto t, auto v) {
     using T = typename decltype(t)::type;
     using V = typename decltype(v)::type;
-    std::vector<MovingAverageSegment<T, V>> segments(averages.size());
-    for (size_t i = 0; i < segments.size(); ++i) {
-      segments[i] = {static_cast<T*>(averages.arrays[i].data),
-                     static_cast<const V*>(values.arrays[i].data), values.arrays[i].size};
-    }
+    const auto segments = MovingAverageSegments<T, V>(averages, values);
     Check(cuda::LaunchMovingAverageUpdate<T, V>(segments.data(),
                                                 static_cast<int64_t>(segments.size()), weight,
                                                 ToCudaStream(stream)),
@@ -90,13 +86,7 @@ void DebiasedCuda(const ArrayList& averages, const ArrayList& biased, const Arra
   DispatchPair<CudaType>(averages.arrays[0].dtype, values.arrays[0].dtype, [&](auto t, auto v) {
     using T = typename decltype(t)::type;
     using V = typename decltype(v)::type;
-    std::vector<DebiasedSegment<T, V>> segments(averages.size());
-    for (size_t i = 0; i < segments.size(); ++i) {
-      segments[i] = {static_cast<T*>(averages.arrays[i].data),
-                     static_cast<T*>(biased.arrays[i].data),
-                     static_cast<const V*>(values.arrays[i].data), values.arrays[i].size,
-                     denominators[i]};
-    }
+    const auto segments = DebiasedSegments<T, V>(averages, biased, values, denominators);
     Check(cuda::LaunchDebiasedMovingAverageUpdate<T, V>(
               segments.data(), static_cast<int64_t>(segments.size()), weight,
               ToCudaStream(stream)),
