@@ -56,9 +56,18 @@ def moving_average_step(average, value, weight64):
   weight = tf.cast(weight64, compute)
   average = tf.cast(average, compute)
   one = _opaque_ones(average)
-  value = tf.cast(value, compute) * one  # `value` may itself be a product (value * weight).
+  value = tf.cast(_rounded(value), compute) * one  # `value` may be a product (value * weight).
   product = (average - value) * weight
   return tf.cast(average - product * one, dtype)
+
+
+def _rounded(value):
+  """`value` rounded to its dtype: XLA evaluates float16/bfloat16 expressions in float32 and
+  drops the rounding between them; a round trip through the bits keeps it."""
+  value = tf.convert_to_tensor(value)
+  if value.dtype not in (tf.float16, tf.bfloat16):
+    return value
+  return tf.bitcast(tf.bitcast(value, tf.uint16), value.dtype)
 
 
 def _opaque_ones(average):
