@@ -23,6 +23,8 @@ values), these paths:
                          `SWAAssignVariable` op per variable (the path before grouping).
   swa_ops eager          the default (grouped) averager, its two lines called eagerly from a
                          Python loop.
+  swa_ops XLA            the default averager in `tf.function(jit_compile=True)`: inside XLA
+                         swa_ops emits the same update as plain TF ops, which XLA fuses.
   reference tf.function  `swa_ops.reference.SWAMovingAverage` (the same math in plain TF ops),
                          as in the first row.
   EMA tf.function        `tf.train.ExponentialMovingAverage(decay=0.99).apply(vars)` in a
@@ -394,6 +396,10 @@ def build_swa_tf_function(variables):
   return swa_step_function(swa_ops.SWAMovingAverage, variables)
 
 
+def build_swa_xla(variables):
+  return swa_step_function(swa_ops.SWAMovingAverage, variables, jit_compile=True)
+
+
 def build_swa_per_variable_tf_function(variables):
   return swa_step_function(functools.partial(swa_ops.SWAMovingAverage, grouped=False), variables)
 
@@ -436,6 +442,7 @@ PATHS = [  # (key, label, builder)
     ("swa_ops_per_variable_tf_function", "swa_ops per-variable tf.function",
      build_swa_per_variable_tf_function),
     ("swa_ops_eager", "swa_ops eager", build_swa_eager),
+    ("swa_ops_xla", "swa_ops tf.function(jit_compile=True) (plain TF ops)", build_swa_xla),
     ("reference_tf_function", "swa_ops.reference tf.function", build_reference_tf_function),
     ("ema_tf_function", "tf.train.ExponentialMovingAverage tf.function", build_ema_tf_function),
     ("ema_xla", "tf.train.ExponentialMovingAverage tf.function(jit_compile=True)",

@@ -8,11 +8,13 @@ dtype (or, with `average_dtype`, a narrower float), a scalar Tensor `step` or `d
 take lists of resource Variables of one dtype and device.
 """
 import collections
+import functools
 
 import tensorflow as tf
 
 from swa_ops import _errors
 from swa_ops import _ops
+from swa_ops import _xla
 
 # use_locking: exclusive locks during the update. schedule: SWA's (start, period).
 # apply_if: None, or a boolean scalar Tensor; when false the update changes nothing.
@@ -34,17 +36,30 @@ def _group(options, variables, values):
   return (None, None) if group is None else (group, tensors)
 
 
+def _plain_ops_under_xla(method):
+  """`method`, or inside a function XLA compiles (which takes no custom op) the same update in
+  plain TF ops (_xla.XlaBackend)."""
+  @functools.wraps(method)
+  def dispatch(self, *args, **kwargs):
+    if _xla.in_xla_context():
+      return getattr(_xla.BACKEND, method.__name__)(*args, **kwargs)
+    return method(self, *args, **kwargs)
+  return dispatch
+
+
 class FusedBackend:
   """One swa_ops op per update, or per group of updates; the SWA weight 1 / (n + 1) is computed
-  in float64."""
+  in float64. Inside an XLA cluster the same math in plain TF ops (_xla.py)."""
 
   grouped = True
 
+  @_plain_ops_under_xla
   def swa(self, average, value, step, options):
     return _ops.swa_assign(average, value, step, use_locking=options.use_locking,
                            start=options.schedule[0], period=options.schedule[1],
                            apply_if=options.apply_if)
 
+  @_plain_ops_under_xla
   def swa_group(self, averages, values, step, options):
     group, tensors = _group(options, averages, values)
     if group is not None:
@@ -59,18 +74,22 @@ class FusedBackend:
     step = tf.cast(step, tf.float64)
     return step / (step + 1.0)
 
+  @_plain_ops_under_xla
   def ema(self, average, value, decay, options):
     return _ops.ema_assign(average, value, decay, use_locking=options.use_locking,
                            apply_if=options.apply_if)
 
+  @_plain_ops_under_xla
   def ema_group(self, averages, values, decay, options):
     return _ops.ema_assign_n(averages, values, decay, use_locking=options.use_locking,
                              apply_if=options.apply_if)
 
+  @_plain_ops_under_xla
   def debiased(self, average, biased, local_step, value, decay, options):
     return _ops.debiased_ema(average, biased, local_step, value, decay,
                              use_locking=options.use_locking, apply_if=options.apply_if)
 
+  @_plain_ops_under_xla
   def debiased_group(self, averages, biased, local_steps, values, decay, options):
     group, tensors = _group(options, list(averages) + list(biased) + list(local_steps), values)
     if group is not None:
@@ -79,6 +98,7 @@ class FusedBackend:
     return _ops.debiased_ema_n(averages, biased, local_steps, values, decay,
                                use_locking=options.use_locking, apply_if=options.apply_if)
 
+  @_plain_ops_under_xla
   def all_finite(self, values, options):
     return _ops.all_finite(values, groups=options.groups)
 

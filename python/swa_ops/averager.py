@@ -15,6 +15,7 @@ from swa_ops import _groups
 from swa_ops import _ops
 from swa_ops import _scopes
 from swa_ops import _state
+from swa_ops import _xla
 from swa_ops import moving_averages
 
 
@@ -425,7 +426,8 @@ class SWAMovingAverage(tf.Module):
     with tf.name_scope(self._name + "_swap"):
       for pairs in groups.values():
         variables, averages = zip(*pairs)
-        updates.append(_ops.swap_variables(list(variables), list(averages)))
+        swap = _xla.swap if _xla.in_xla_context() else _ops.swap_variables
+        updates.append(swap(list(variables), list(averages)))
       return tf.group(*updates)
 
   @contextlib.contextmanager
