@@ -162,9 +162,9 @@ SETTINGS = {
     # path's total timed seconds (the slow eager path gets fewer repeats, never below
     # min_repeats); bandwidth_repeats: start-up runs of the bandwidth kernel.
     "full": dict(repeats=21, target_s=0.3, path_budget_s=10.0, min_repeats=5,
-                 bandwidth_repeats=7),
+                 bandwidth_repeats=7, all_paths=True),
     "quick": dict(repeats=5, target_s=0.1, path_budget_s=2.5, min_repeats=3,
-                  bandwidth_repeats=3),
+                  bandwidth_repeats=3, all_paths=False),
 }
 # The sweep's timing (same meaning as above) and its numbers of variables.
 SWEEP_SETTINGS = {
@@ -448,6 +448,9 @@ PATHS = [  # (key, label, builder)
     ("ema_xla", "tf.train.ExponentialMovingAverage tf.function(jit_compile=True)",
      build_ema_xla),
 ]
+# Timed in full runs only: XLA compiles W2's 2000 variables for a long time, and the quick run
+# (the README's main command) stays within a few minutes.
+FULL_RUN_ONLY_PATHS = ("swa_ops_xla",)
 LABELS = {key: label for key, label, _ in PATHS}
 BUILDERS = {key: builder for key, _, builder in PATHS}
 SWEEP_PATH_KEYS = ("swa_ops_tf_function", "swa_ops_per_variable_tf_function",
@@ -521,7 +524,8 @@ def run_workload(name, settings, kernel):
   description, shapes_fn = WORKLOADS[name]
   shapes = shapes_fn()
   variables = make_variables(shapes, name)
-  functions = {key: builder(variables) for key, _, builder in PATHS}
+  functions = {key: builder(variables) for key, _, builder in PATHS
+               if settings["all_paths"] or key not in FULL_RUN_ONLY_PATHS}
   functions[BANDWIDTH_KEY] = kernel
   measured = measure_paths(functions, settings)
   bandwidth_samples = measured.pop(BANDWIDTH_KEY)[0]
@@ -677,6 +681,8 @@ def format_results_table(workloads):
   for name, result in workloads.items():
     where = "%s: %s" % (name, result["description"])
     for key, label, _ in PATHS:
+      if key not in result["paths"]:
+        continue
       path = result["paths"][key]
       lines.append("| %s | %s | %.3f | %.3f | %.2f | %.2f |" % (
           where, label, path["median_ms"], path["min_ms"], path["ratio_to_floor"],
