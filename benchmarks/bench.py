@@ -74,7 +74,7 @@ second line says which it was; the JSON's machine has both settings.
 
 Sweep: ms per update against the number of variables at a fixed total size (`--sweep-values`,
 default 4M = 4 * 2**20 float32 values, split equally: each variable gets total // count
-values), for 10, 30, 100, 300, 1000, 3000 and 10000 variables (quick run: 10, 100, 1000).
+values), for 10, 30, 100, 300, 1000, 3000 and 10000 variables (quick run: 10, 100, 300).
 Paths: swa_ops tf.function (grouped), swa_ops per-variable tf.function, swa_ops.reference
 tf.function and EMA tf.function (EMA XLA is left out: its compile time, like the others'
 first call, grows faster than linearly with the number of variables). Each point is timed like
@@ -96,10 +96,10 @@ as a horizontal line) goes to benchmarks/results/sweep.png (`--plot`) when matpl
 installed; otherwise the run prints and writes everything else and says that it skipped the
 plot.
 
-Run time on the 2-core development machine: full run about 6 minutes (start-up and workloads
-about 3.5, sweep about 2.5, most of it first calls at 3000 variables; at 10000 variables every
-path is predicted above 60 s there, the per-variable path just so: where it runs, add about a
-minute), quick run about 2 minutes. `--sweep --sweep-variables 10000 --sweep-trace-limit 1000`
+Run time on the 2-core development machine: the quick run (the default of benchmarks/run.sh)
+stays within 5 minutes: it leaves out FULL_RUN_ONLY_PATHS and sweeps 10, 100 and 300
+variables. The full run (--full in run.sh) takes 12 minutes or more, most of it first calls
+(tracing and variable creation) at thousands of variables. `--sweep --sweep-variables 10000 --sweep-trace-limit 1000`
 measures every path at 10000 variables (about 6 minutes there: first calls 40-125 s).
 
 First calls (`--first-call [1000,3000,10000]`, off by default): the first apply() of N unnamed
@@ -171,7 +171,7 @@ SWEEP_SETTINGS = {
     "full": dict(repeats=5, target_s=0.15, path_budget_s=2.0, min_repeats=3,
                  variables=(10, 30, 100, 300, 1000, 3000, 10000)),
     "quick": dict(repeats=3, target_s=0.1, path_budget_s=1.0, min_repeats=3,
-                  variables=(10, 100, 1000)),
+                  variables=(10, 100, 300)),
 }
 SWEEP_TOTAL_VALUES = 4 * 2**20
 SWEEP_TRACE_LIMIT_S = 60.0
@@ -448,9 +448,10 @@ PATHS = [  # (key, label, builder)
     ("ema_xla", "tf.train.ExponentialMovingAverage tf.function(jit_compile=True)",
      build_ema_xla),
 ]
-# Timed in full runs only: XLA compiles W2's 2000 variables for a long time, and the quick run
-# (the README's main command) stays within a few minutes.
-FULL_RUN_ONLY_PATHS = ("swa_ops_xla",)
+# Timed in full runs only, so that the quick run (the README's main command) stays within 5
+# minutes on 2 cores: XLA compiles W2's 2000 variables for tens of seconds per path, and in TF1
+# graph mode swa_ops on reference variables (bench_tf1.py) costs ~45 s to build at W2.
+FULL_RUN_ONLY_PATHS = ("swa_ops_xla", "ema_xla", "swa_ops_tf1_graph_ref_vars")
 LABELS = {key: label for key, label, _ in PATHS}
 BUILDERS = {key: builder for key, _, builder in PATHS}
 SWEEP_PATH_KEYS = ("swa_ops_tf_function", "swa_ops_per_variable_tf_function",
@@ -592,6 +593,8 @@ def add_floors(workloads, bandwidth_gbps):
         path["ratio_to_floor"] = path["median_ms"] / tf1["floor_ms"]
       original_ms = tf1["paths"]["reference_tf1_graph"]["median_ms"]
       for key in ("swa_ops_tf1_graph", "swa_ops_tf1_graph_ref_vars"):
+        if key not in tf1["paths"]:
+          continue
         tf1["speedup_%s_vs_reference_tf1_graph" % key] = (
             original_ms / tf1["paths"][key]["median_ms"])
 
@@ -719,12 +722,14 @@ def format_tf1_table(workloads):
       lines.append("| %s | skipped: %s | | | | | |" % (name, tf1["skipped"]))
       continue
     paths = tf1["paths"]
-    lines.append("| %s | %.2f | %.2f | %.2f | %.2f | %.1fx | %.1fx |" % (
+    ref_vars = paths.get("swa_ops_tf1_graph_ref_vars")
+    lines.append("| %s | %.2f | %s | %.2f | %.2f | %.1fx | %s |" % (
         name, paths["reference_tf1_graph"]["median_ms"],
-        paths["swa_ops_tf1_graph_ref_vars"]["median_ms"],
+        "%.2f" % ref_vars["median_ms"] if ref_vars else "full run only",
         paths["swa_ops_tf1_graph"]["median_ms"], paths["swa_ops_tf1_graph"]["ratio_to_floor"],
         tf1["speedup_swa_ops_tf1_graph_vs_reference_tf1_graph"],
-        tf1["speedup_swa_ops_tf1_graph_ref_vars_vs_reference_tf1_graph"]))
+        "%.1fx" % tf1["speedup_swa_ops_tf1_graph_ref_vars_vs_reference_tf1_graph"]
+        if ref_vars else "-"))
   return "\n".join(lines)
 
 

@@ -74,6 +74,8 @@ def main(argv):
       "swa_ops_tf1_graph_ref_vars": (swa_ops.SWAMovingAverage, "s", False),
       "swa_ops_tf1_graph": (swa_ops.SWAMovingAverage, "g", True),
   }
+  if not bench.SETTINGS[mode]["all_paths"]:
+    paths = {key: path for key, path in paths.items() if key not in bench.FULL_RUN_ONLY_PATHS}
   functions, first_call_s = {}, {}
   for key, (averager_class, prefix, use_resource) in paths.items():
     functions[key], first_call_s[key] = session_path(averager_class, shapes, prefix,
