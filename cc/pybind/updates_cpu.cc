@@ -42,8 +42,8 @@ struct CpuType<DType::kFloat64> {
 };
 
 // Runs body(segment, begin, end) over every element of `segments`: on this thread if small,
-// else in one OpenMP parallel loop of one contiguous block of elements per thread (the update
-// streams memory: equal static blocks).
+// else in one OpenMP parallel loop over kBlocksPerThread contiguous blocks of elements per
+// thread, taken in turn.
 template <typename Segment, typename Body>
 void ParallelOverSegments(const std::vector<Segment>& segments, int64_t bytes_per_element,
                           const Body& body) {

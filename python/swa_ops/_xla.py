@@ -114,11 +114,10 @@ def debias_denominator(decay64, local_step, compute):
 
 
 class XlaBackend:
-  """The fused backend's updates (see _backends.py) in plain TF ops that XLA compiles. The
-  grouped methods update each variable in turn (XLA fuses them into one computation);
-  `options.groups` and `use_locking` are not used."""
-
-  grouped = True
+  """The fused backend's updates (see _backends.py) in plain TF ops that XLA compiles, reached
+  only through its methods marked _plain_ops_under_xla. The grouped methods update each variable
+  in turn (XLA fuses them into one computation); `options.groups` and `use_locking` are not
+  used."""
 
   def swa(self, average, value, step, options):
     weight, selected = swa_weight(step, options.schedule)
@@ -128,10 +127,6 @@ class XlaBackend:
   def swa_group(self, averages, values, step, options):
     return tf.group(*(self.swa(average, value, step, options)
                       for average, value in zip(averages, values)))
-
-  def swa_decay(self, step):
-    step = tf.cast(step, tf.float64)
-    return step / (step + 1.0)
 
   def ema(self, average, value, decay, options):
     weight = 1.0 - tf.cast(decay, tf.float64)
