@@ -8,7 +8,6 @@ gets one op library for each.
 """
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -17,12 +16,18 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-SUPPORTED_TENSORFLOW = ("2.16", "2.17", "2.18", "2.19", "2.20", "2.21")
 
 
-def read_version():
+def read_version_file():
+  """python/swa_ops/_version.py's names (it imports nothing): __version__, SUPPORTED_TENSORFLOW."""
+  names = {}
   with open(os.path.join(ROOT, "python", "swa_ops", "_version.py")) as f:
-    return re.search(r'^__version__ = "([^"]+)"$', f.read(), re.MULTILINE).group(1)
+    exec(f.read(), names)  # pylint: disable=exec-used
+  return names
+
+
+VERSION_FILE = read_version_file()
+SUPPORTED_TENSORFLOW = VERSION_FILE["SUPPORTED_TENSORFLOW"]
 
 
 def tensorflow_version(python):
@@ -100,7 +105,7 @@ class CMakeBuild(build_ext):
 
 setup(
     name="swa_ops",
-    version=read_version(),
+    version=VERSION_FILE["__version__"],
     description="Stochastic weight averaging and moving averages as fused TensorFlow ops",
     long_description=open(os.path.join(ROOT, "README.md")).read(),
     long_description_content_type="text/markdown",

@@ -52,16 +52,12 @@ def _installed_library_path():
         "against the installed TensorFlow: `pip install --no-build-isolation .` in a checkout "
         "(a TensorFlow outside %s to %s needs changes to the C++ code first)."
         % (_version.__version__, ", ".join(supported), tf.__version__,
-           _SERIES_SUPPORTED_BY_SOURCE[0], _SERIES_SUPPORTED_BY_SOURCE[-1]))
+           _version.SUPPORTED_TENSORFLOW[0], _version.SUPPORTED_TENSORFLOW[-1]))
   return os.path.join(os.path.dirname(__file__), library_file_name(tf.__version__))
 
 
 def _series_key(series):
   return tuple(int(part) for part in series.split("."))
-
-
-# What the C++ code compiles against (setup.py's SUPPORTED_TENSORFLOW).
-_SERIES_SUPPORTED_BY_SOURCE = ("2.16", "2.21")
 
 
 def _load_library():
