@@ -454,3 +454,56 @@ def test_the_xla_context_is_detected_only_where_xla_compiles():
   plain()
   record("eager")
   assert seen == {"jit": True, "nested": True, "cond": True, "plain": False, "eager": False}
+
+
+# --- tf.distribute ------------------------------------------------------------------------------
+# XLA compiles a replica function for one device. Over several logical CPUs TensorFlow itself
+# cannot run a jit-compiled replica function (a plain `assign_add` fails: "Trying to access
+# resource ... located in device CPU:1 from device CPU:0"); on GPUs each replica compiles for its
+# own GPU. Here: the strategies whose replicas XLA can compile on one CPU.
+STRATEGIES = {
+    "one_device": lambda: tf.distribute.OneDeviceStrategy("/cpu:0"),
+    "mirrored_one_replica": lambda: tf.distribute.MirroredStrategy(["/cpu:0"]),
+}
+
+
+def run_distributed_apply(strategy_name, jit_compile, history):
+  """`apply()` inside `strategy.run` of a replica function (XLA-compiled or not) called from a
+  tf.function, after the replica assigns the step's value; returns the average after every
+  step and the number of skipped updates."""
+  strategy = STRATEGIES[strategy_name]()
+  with strategy.scope():
+    variable = tf.Variable(tf.zeros(history[0].shape, tf.float32))
+    step = tf.Variable(0, dtype=tf.int64)
+    averager = swa_ops.SWAMovingAverage(step, skip_nonfinite=True, start=1)
+
+  @tf.function(jit_compile=jit_compile)
+  def replica_step(value):
+    variable.assign(value)
+    averager.apply([variable])
+
+  @tf.function
+  def train_step(value):
+    strategy.run(replica_step, args=(value,))
+    step.assign_add(1)
+
+  trace = []
+  for value in history:
+    train_step(tf.constant(value, tf.float32))
+    trace.append(raw_numpy(strategy.experimental_local_results(averager.average(variable))[0]))
+  return trace, int(averager.skipped_updates.numpy()), replica_step
+
+
+@pytest.mark.parametrize("strategy_name", sorted(STRATEGIES))
+def test_apply_in_an_xla_replica_function_under_a_strategy(strategy_name):
+  history = values_of(tf.float32, bad_steps=(4,))
+  xla_trace, xla_skipped, replica_step = run_distributed_apply(strategy_name, True, history)
+  fused_trace, fused_skipped, _ = run_distributed_apply(strategy_name, False, history)
+  for xla_average, fused_average in zip(xla_trace, fused_trace):
+    assert_bit_identical(xla_average, fused_average)
+  assert xla_skipped == fused_skipped == 1
+  expected = oracle_swa(np.zeros(history[0].shape), history, (1, 1), skip_nonfinite=True)
+  np.testing.assert_allclose(xla_trace[-1], expected, atol=ORACLE_TOLERANCE[tf.float32])
+  # The replica function XLA compiled holds plain ops only.
+  concrete = replica_step.get_concrete_function(tf.constant(history[0], tf.float32))
+  assert not swa_ops_op_types(concrete)
