@@ -14,6 +14,9 @@ with float64 NumPy oracles:
   each batch and the layer's statistics afterwards.
 - update_bn_fused.npz: the same on 4-D inputs (tf_keras' fused BatchNormalization).
 - swap.npz: the weights before, inside and after `callback.averaged_weights()`.
+- export.npz and the SavedModels export_averaged/ (swa_ops.export_averaged) and
+  saved_after_callback/ (tf.saved_model.save after assign_averages): the epoch snapshots and
+  the live weights before and after export_averaged.
 """
 import os
 import sys
@@ -149,6 +152,27 @@ def swap_run(out):
   np.savez(os.path.join(out, "swap.npz"), **results)
 
 
+def export_run(out):
+  """Serving a tf_keras model's averages: export_averaged (live weights untouched), and the
+  documented path for tf_keras, tf.saved_model.save after the callback assigned the averages."""
+  x, y = data(4)
+  model = dense_model("compiled")
+  recorder = Recorder()
+  swa = swa_ops.keras.SWA(start=START, assign_at_end=False)
+  model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, callbacks=[recorder, swa], verbose=0,
+            shuffle=False)
+  serve = tf.function(lambda inputs: model(inputs, training=False),
+                      input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+  results = {"live_before_%d" % i: w.numpy() for i, w in enumerate(model.trainable_weights)}
+  swa_ops.export_averaged(model, os.path.join(out, "export_averaged"), swa.averager,
+                          signatures=serve)
+  results.update({"live_after_%d" % i: w.numpy() for i, w in enumerate(model.trainable_weights)})
+  swa.assign_averages()
+  tf.saved_model.save(model, os.path.join(out, "saved_after_callback"), signatures=serve)
+  stack(recorder.snapshots, results, "snapshot")
+  np.savez(os.path.join(out, "export.npz"), **results)
+
+
 def main(out):
   for mode in MODES:
     epoch_run(mode, out)
@@ -156,6 +180,7 @@ def main(out):
   update_bn_run(out)
   update_bn_fused_run(out)
   swap_run(out)
+  export_run(out)
   print("DONE")
 
 

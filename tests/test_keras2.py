@@ -119,3 +119,16 @@ def test_averaged_weights_swaps_in_and_out_bit_exactly(results):
     assert not np.array_equal(r["before_%d" % i], r["average_%d" % i])
     assert _same_bits(r["inside_%d" % i], r["average_%d" % i])
     assert _same_bits(r["after_%d" % i], r["before_%d" % i])
+
+
+@pytest.mark.parametrize("saved_model", ["export_averaged", "saved_after_callback"])
+def test_a_tf_keras_model_serves_its_averages_without_swa_ops(results, saved_model):
+  from test_export import _load_elsewhere  # pylint: disable=import-outside-toplevel
+  r = np.load(results / "export.npz")
+  kernel, bias = (r["snapshot_%d" % i][START:].astype(np.float64).mean(axis=0) for i in range(2))
+  x = np.random.default_rng(6).normal(size=(5, 4)).astype(np.float32)
+  served = _load_elsewhere(results / saved_model, x=x)
+  np.testing.assert_allclose(served["output"], x @ kernel + bias, rtol=1e-5, atol=1e-5)
+  for i in range(2):  # export_averaged left the live (trained) weights as they were.
+    assert _same_bits(r["live_after_%d" % i], r["live_before_%d" % i])
+    assert _same_bits(r["live_before_%d" % i], r["snapshot_%d" % i][-1])
