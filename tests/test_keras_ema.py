@@ -37,11 +37,11 @@ def _data():
   return x, y
 
 
-def _model(optimizer, run_eagerly):
+def _model(optimizer, run_eagerly, jit_compile=False):
   keras.utils.set_random_seed(7)
   model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="tanh"),
                             keras.layers.Dense(3)])
-  model.compile(optimizer, "mse", run_eagerly=run_eagerly)
+  model.compile(optimizer, "mse", run_eagerly=run_eagerly, jit_compile=jit_compile)
   return model
 
 
@@ -58,10 +58,10 @@ class _Recorder(keras.callbacks.Callback):
     self.averages.append([np.array(a) for a in self._averages()])
 
 
-def _train_keras_ema(frequency, run_eagerly, fits=1):
+def _train_keras_ema(frequency, run_eagerly, fits=1, jit_compile=False):
   optimizer = keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=MOMENTUM,
                                    ema_overwrite_frequency=frequency)
-  model = _model(optimizer, run_eagerly)
+  model = _model(optimizer, run_eagerly, jit_compile)
   recorder = _Recorder(lambda: [a.numpy() for a in optimizer._model_variables_moving_average])
   x, y = _data()
   for _ in range(fits):
@@ -70,8 +70,8 @@ def _train_keras_ema(frequency, run_eagerly, fits=1):
   return model, recorder
 
 
-def _train_callback(frequency, run_eagerly, fits=1):
-  model = _model(keras.optimizers.SGD(0.1), run_eagerly)
+def _train_callback(frequency, run_eagerly, fits=1, jit_compile=False):
+  model = _model(keras.optimizers.SGD(0.1), run_eagerly, jit_compile)
   ema = swa_ops.keras.EMA(momentum=MOMENTUM, overwrite_frequency=frequency)
   before = _Recorder()  # The weights each EMA update sees (after the optimizer's step).
   after = _Recorder(lambda: [a.numpy() for a in ema.averages])
@@ -116,6 +116,18 @@ def test_same_averages_overwrites_and_final_weights_as_keras_use_ema(frequency, 
     _assert_float32_close(after.weights[n], reference.weights[n])
   for got, expected in zip(model.trainable_weights, reference_model.trainable_weights):
     _assert_float32_close([got.numpy()], [expected.numpy()])
+
+
+@pytest.mark.parametrize("frequency", [None, 3])
+def test_same_as_keras_use_ema_in_models_compiled_with_xla(frequency):
+  """jit_compile=True: Keras's EMA runs inside the XLA-compiled train step, the callback's
+  after it; the averages and the weights agree step by step to float32 rounding."""
+  _, reference = _train_keras_ema(frequency, False, jit_compile=True)
+  model, ema, _, after = _train_callback(frequency, False, jit_compile=True)
+  assert ema.num_updates == len(reference.averages) == EPOCHS * SAMPLES // BATCH
+  for n, averages in enumerate(after.averages):
+    _assert_float32_close(averages, reference.averages[n])
+    _assert_float32_close(after.weights[n], reference.weights[n])
 
 
 @pytest.mark.parametrize("frequency,run_eagerly", CASES)
