@@ -10,7 +10,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-python3}"
-series=(${SWA_OPS_TF_SERIES:-2.16 2.17 2.18 2.19 2.20 2.21})
+source "$root/scripts/supported_tensorflow.sh"
+series=(${SWA_OPS_TF_SERIES:-${SUPPORTED_TENSORFLOW[@]}})
 main="${series[${#series[@]}-1]}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 start=$SECONDS

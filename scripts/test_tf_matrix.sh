@@ -3,13 +3,14 @@
 # runs the matrix subset of the suite there (tests/tf_matrix.txt: eager, tf.function and TF1
 # graph updates against the float64 oracle, grouped ops, a checkpoint round trip, Keras fit with
 # swa_ops.keras.SWA, bad inputs, the library loaded for that version).
-#   bash scripts/test_tf_matrix.sh [SERIES ...]     default: 2.16 2.17 2.18 2.19 2.20 2.21
+#   bash scripts/test_tf_matrix.sh [SERIES ...]     default: every supported version
 # TensorFlow comes from build/wheelhouse when scripts/build_wheel.sh left it there, else PyPI.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-python3}"
 series=("$@")
-[ ${#series[@]} -gt 0 ] || series=(2.16 2.17 2.18 2.19 2.20 2.21)
+source "$root/scripts/supported_tensorflow.sh"
+[ ${#series[@]} -gt 0 ] || series=("${SUPPORTED_TENSORFLOW[@]}")
 wheel="$(ls "$root"/dist/swa_ops-*.whl)"
 mapfile -t tests < <(grep -v '^\s*\(#\|$\)' "$root/tests/tf_matrix.txt")
 failed=()

@@ -12,5 +12,6 @@ fi
 cd "$root"
 TF_CPP_MIN_LOG_LEVEL=3 .venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"
 if [ "${SWA_OPS_TF_MATRIX:-1}" != 0 ]; then
-  bash scripts/test_tf_matrix.sh 2.16 2.17 2.18 2.19 2.20
+  source scripts/supported_tensorflow.sh  # Every supported version but the newest (run above).
+  bash scripts/test_tf_matrix.sh "${SUPPORTED_TENSORFLOW[@]:0:${#SUPPORTED_TENSORFLOW[@]}-1}"
 fi
