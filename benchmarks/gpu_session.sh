@@ -83,4 +83,3 @@ if step configure 90 cmake -S "$root" -B "$root/build/gpu" -DCMAKE_BUILD_TYPE=Re
 fi
 step gpu_bench 120 "$python" benchmarks/gpu_bench.py --json "$out/gpu_bench.json"
 step pytest_test_cuda 240 "${pytest[@]}" tests/test_cuda.py
-cat "$summary"
