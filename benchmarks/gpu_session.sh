@@ -5,16 +5,18 @@
 #
 # Usage:
 #   1. Where TensorFlow is (the dev venv), once: stage what the GPU machine lacks into
-#      build/gpu_stage/ (git-ignored, ~15 MB): TensorFlow's Eigen headers (the core's half and
-#      bfloat16) and pybind11 + pytest (pure Python, pip-installed for the GPU machine's Python).
+#      build/gpu_stage/ (git-ignored, ~25 MB): TensorFlow's Eigen headers (the core's half and
+#      bfloat16) and pybind11 + pytest (pure Python wheels, any Python 3). ml_dtypes is not
+#      staged (a binary wheel): without it the bfloat16 cases of tests/kernels skip, and
+#      tests/cuda/harness.cu (pytest tests/test_cuda.py) still checks bfloat16 on the GPU.
 #        bash benchmarks/gpu_session.sh --stage /path/to/python-with-tensorflow
 #   2. On the GPU machine (nvcc, a CUDA GPU, NumPy, cmake, PyTorch and/or CuPy), from the
 #      repository root, with build/gpu_stage carried along:
 #        OUT=/dir/for/results bash benchmarks/gpu_session.sh [--quick]
 #      Steps, most telling first, each capped and all within DEADLINE_S (default 540 s):
 #      configure and compile (build/gpu, into python/swa_ops), import, pytest tests/kernels
-#      -m gpu, benchmarks/kernels_gpu_bench.py,
-#      benchmarks/gpu_bench.py, pytest tests/test_cuda.py. A failed step is logged and the
+#      -m gpu, benchmarks/kernels_gpu_bench.py, benchmarks/gpu_bench.py, pytest
+#      tests/test_cuda.py. A failed step is logged and the
 #      next one runs; $OUT/summary.txt has each step's exit status and seconds.
 #   SWA_OPS_CUDA_ARCHITECTURES (default 90: the H200's sm_90 and its PTX) picks the targets.
 set -uo pipefail
