@@ -22,20 +22,6 @@ const char* DTypeName(DType dtype) {
   return "unsupported";
 }
 
-int ItemSize(DType dtype) {
-  switch (dtype) {
-    case DType::kFloat16:
-    case DType::kBFloat16: return 2;
-    case DType::kFloat32: return 4;
-    case DType::kFloat64:
-    case DType::kInt64: return 8;
-    case DType::kOther: break;
-  }
-  return 0;
-}
-
-bool IsFloat(DType dtype) { return dtype != DType::kInt64 && dtype != DType::kOther; }
-
 bool Device::is_cuda() const { return type == dlpack::kDLCUDA; }
 
 std::string Device::ToString() const {
@@ -61,14 +47,6 @@ std::string ArrayView::DTypeString() const {
   if (dtype != DType::kOther) return DTypeName(dtype);
   if (from_dlpack) return DLPackDTypeName(dlpack_dtype);
   return NumpyDTypeName(py::reinterpret_borrow<py::array>(owner).dtype());
-}
-
-bool ArrayView::SameShape(const ArrayView& other) const {
-  if (ndim != other.ndim) return false;
-  for (int d = 0; d < ndim; ++d) {
-    if (shape[d] != other.shape[d]) return false;
-  }
-  return true;
 }
 
 namespace {
@@ -102,18 +80,27 @@ std::string NumpyDTypeName(const py::dtype& dtype) {
   return name;
 }
 
-ArrayView ViewNumpy(const py::array& array) {
+// Reads the array's struct directly: thousands of arrays per call, and each pybind11 accessor
+// (dtype(), flags(), size(), ...) would take and drop references or call into NumPy.
+ArrayView ViewNumpy(py::handle array, NumpyDTypeCache& dtypes) {
+  namespace detail = py::detail;
+  const detail::PyArray_Proxy* numpy = detail::array_proxy(array.ptr());
+  if (numpy->descr != dtypes.descriptor) {
+    dtypes.descriptor = numpy->descr;
+    dtypes.dtype = NumpyDType(py::reinterpret_borrow<py::dtype>(numpy->descr));
+  }
   ArrayView view;
-  view.dtype = NumpyDType(array.dtype());
-  view.data = const_cast<void*>(array.data());
-  view.ndim = static_cast<int>(array.ndim());
-  view.shape = reinterpret_cast<const int64_t*>(array.shape());
-  view.size = static_cast<int64_t>(array.size());
-  view.writable = array.writeable();
-  view.c_contiguous = (array.flags() & py::array::c_style) != 0 &&
+  view.dtype = dtypes.dtype;
+  view.data = numpy->data;
+  view.ndim = numpy->nd;
+  view.shape = reinterpret_cast<const int64_t*>(numpy->dimensions);
+  view.size = 1;
+  for (int d = 0; d < numpy->nd; ++d) view.size *= view.shape[d];
+  view.writable = (numpy->flags & detail::npy_api::NPY_ARRAY_WRITEABLE_) != 0;
+  view.c_contiguous = (numpy->flags & detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) != 0 &&
                       IsAligned(view.data, ItemSize(view.dtype));
   view.device = {dlpack::kDLCPU, 0};
-  view.owner = array;
+  view.owner = py::reinterpret_borrow<py::object>(array);
   return view;
 }
 
@@ -229,8 +216,8 @@ std::string TypeName(py::handle object) {
 }  // namespace
 
 ArrayView ViewArray(py::handle object, const char* function, const ArgName& name,
-                    StreamHandle stream) {
-  if (py::isinstance<py::array>(object)) return ViewNumpy(py::reinterpret_borrow<py::array>(object));
+                    StreamHandle stream, NumpyDTypeCache& dtypes) {
+  if (py::isinstance<py::array>(object)) return ViewNumpy(object, dtypes);
   if (PyObject_CheckBuffer(object.ptr())) {
     // Any other buffer (memoryview, array.array, ...) through a NumPy view of it: no copy.
     py::array array = py::array::ensure(object);
@@ -239,7 +226,7 @@ ArrayView ViewArray(py::handle object, const char* function, const ArgName& name
       ThrowTypeError(Message(function, ": ", name.ToString(), " (a ", TypeName(object),
                              ") exports a buffer NumPy cannot view"));
     }
-    return ViewNumpy(array);
+    return ViewNumpy(array, dtypes);
   }
   if (py::hasattr(object, "__dlpack__") && py::hasattr(object, "__dlpack_device__")) {
     return ViewDLPack(object, function, name, stream);

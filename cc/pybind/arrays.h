@@ -21,8 +21,21 @@ namespace py = pybind11;
 enum class DType : uint8_t { kFloat16, kBFloat16, kFloat32, kFloat64, kInt64, kOther };
 
 const char* DTypeName(DType dtype);
-int ItemSize(DType dtype);
-bool IsFloat(DType dtype);
+
+// Inline: the checks ask these of every array of a call.
+inline int ItemSize(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat16:
+    case DType::kBFloat16: return 2;
+    case DType::kFloat32: return 4;
+    case DType::kFloat64:
+    case DType::kInt64: return 8;
+    case DType::kOther: break;
+  }
+  return 0;
+}
+
+inline bool IsFloat(DType dtype) { return dtype != DType::kInt64 && dtype != DType::kOther; }
 
 // Where an array lives: DLPack's device type (1 CPU, 2 CUDA) and the device's index.
 struct Device {
@@ -52,7 +65,13 @@ struct ArrayView {
   int64_t bytes() const { return size * ItemSize(dtype); }
   std::string ShapeString() const;
   std::string DTypeString() const;  // Needs the GIL.
-  bool SameShape(const ArrayView& other) const;
+  bool SameShape(const ArrayView& other) const {
+    if (ndim != other.ndim) return false;
+    for (int d = 0; d < ndim; ++d) {
+      if (shape[d] != other.shape[d]) return false;
+    }
+    return true;
+  }
 };
 
 // Names an argument for error messages: "averages[3]", or "local_steps" (kWhole: an argument
@@ -81,11 +100,21 @@ std::string Message(const Parts&... parts) {
 using StreamHandle = uintptr_t;
 constexpr StreamHandle kLegacyDefaultStream = 1;
 
+// The DType of the NumPy dtype object seen last. The arrays of a list almost always share one
+// dtype object (NumPy's float32 descriptor, say), so viewing each costs a pointer comparison
+// instead of a look into its dtype. The descriptor is that of an array the call holds (its
+// view's `owner`), so the pointer stays valid, and unique, for the call.
+struct NumpyDTypeCache {
+  const void* descriptor = nullptr;
+  DType dtype = DType::kOther;
+};
+
 // Views `object` (argument `name` of function `function`). Raises TypeError if it is no array
 // this module reads (not a NumPy array, buffer or DLPack producer; a DLPack array on a device
 // other than the CPU or CUDA). Never copies: a view of the caller's memory or an error.
+// A NumPy array is read straight from its struct (no Python calls, one new reference: `owner`).
 ArrayView ViewArray(py::handle object, const char* function, const ArgName& name,
-                    StreamHandle stream);
+                    StreamHandle stream, NumpyDTypeCache& dtypes);
 
 }  // namespace pybind
 }  // namespace swa_ops

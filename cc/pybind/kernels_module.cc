@@ -179,8 +179,10 @@ void DebiasedEma(py::handle averages_list, py::handle biased_list, py::handle lo
   const ArrayList biased = ViewList(call, biased_list, "biased");
   const ArrayList values = ViewList(call, values_list, "values");
   const ArgName steps_name{"local_steps", ArgName::kWhole};
+  NumpyDTypeCache steps_dtype;
   const ArrayList local_steps{
-      "local_steps", {ViewArray(local_steps_array, call.function, steps_name, call.stream)},
+      "local_steps",
+      {ViewArray(local_steps_array, call.function, steps_name, call.stream, steps_dtype)},
       /*whole=*/true};
   const size_t n = values.size();
   CheckLengths(call, {&averages, &biased, &values});

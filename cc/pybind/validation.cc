@@ -13,11 +13,15 @@ ArrayList ViewList(const Call& call, py::handle list, const char* name) {
     ThrowTypeError(Message(call.function, ": ", name, " must be a list or tuple of arrays, got ",
                            py::str(py::type::handle_of(list).attr("__name__")).cast<std::string>()));
   }
-  const py::sequence items = py::reinterpret_borrow<py::sequence>(list);
+  // The list's or tuple's own item array, by index (its length re-read each time: viewing a
+  // DLPack producer runs Python code); each item held while it is viewed.
+  PyObject* items = list.ptr();
   ArrayList out{name, {}};
-  out.arrays.reserve(items.size());
-  for (size_t i = 0; i < items.size(); ++i) {
-    out.arrays.push_back(ViewArray(items[i], call.function, out.Arg(i), call.stream));
+  out.arrays.reserve(PySequence_Fast_GET_SIZE(items));
+  NumpyDTypeCache dtypes;
+  for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(items); ++i) {
+    const py::object item = py::reinterpret_borrow<py::object>(PySequence_Fast_GET_ITEM(items, i));
+    out.arrays.push_back(ViewArray(item, call.function, out.Arg(i), call.stream, dtypes));
   }
   return out;
 }
@@ -34,28 +38,68 @@ void CheckLengths(const Call& call, const std::vector<const ArrayList*>& lists) 
 
 namespace {
 
-// An array this call reads or writes: C-contiguous, of a float dtype.
-void CheckContiguousFloat(const Call& call, const ArrayView& array, const ArgName& name) {
-  if (!IsFloat(array.dtype)) {
-    ThrowTypeError(Message(call.function, ": ", name.ToString(), " has dtype ",
-                           array.DTypeString(),
-                           "; arrays are float16, bfloat16, float32 or float64"));
-  }
-  if (!array.c_contiguous) {
-    ThrowValueError(Message(call.function, ": ", name.ToString(),
-                            " is not C-contiguous (or not aligned): pass a contiguous array "
-                            "(numpy.ascontiguousarray copies, so update the copy)"));
-  }
+// The messages of the per-array checks, built out of line (cold): the checks themselves are a
+// few comparisons each, run on every array of a call, and inline where the message code would
+// keep them from it.
+#define SWA_COLD [[noreturn]] __attribute__((cold, noinline))
+
+SWA_COLD void ThrowNotFloat(const Call& call, const ArrayView& array, const ArgName& name) {
+  ThrowTypeError(Message(call.function, ": ", name.ToString(), " has dtype ",
+                         array.DTypeString(),
+                         "; arrays are float16, bfloat16, float32 or float64"));
 }
 
-void CheckDTypeOfFirst(const Call& call, const ArrayList& list, size_t index) {
-  const DType first = list.arrays[0].dtype;
-  if (list.arrays[index].dtype != first) {
-    ThrowTypeError(Message(call.function, ": ", list.Arg(index).ToString(), " has dtype ",
-                           list.arrays[index].DTypeString(), " but ", list.Arg(0).ToString(),
-                           " has ", DTypeName(first), ": the arrays of a list have one dtype "
-                           "(one call per dtype)"));
-  }
+SWA_COLD void ThrowNotContiguous(const Call& call, const ArgName& name) {
+  ThrowValueError(Message(call.function, ": ", name.ToString(),
+                          " is not C-contiguous (or not aligned): pass a contiguous array "
+                          "(numpy.ascontiguousarray copies, so update the copy)"));
+}
+
+SWA_COLD void ThrowReadOnly(const Call& call, const ArgName& name) {
+  ThrowValueError(Message(call.function, ": ", name.ToString(),
+                          " is read-only; it is updated in place"));
+}
+
+SWA_COLD void ThrowNotDTypeOfFirst(const Call& call, const ArrayList& list, size_t index) {
+  ThrowTypeError(Message(call.function, ": ", list.Arg(index).ToString(), " has dtype ",
+                         list.arrays[index].DTypeString(), " but ", list.Arg(0).ToString(),
+                         " has ", DTypeName(list.arrays[0].dtype), ": the arrays of a list "
+                         "have one dtype (one call per dtype)"));
+}
+
+SWA_COLD void ThrowDifferentDTypes(const Call& call, const ArrayList& list,
+                                   const ArrayList& like, size_t i) {
+  ThrowTypeError(Message(call.function, ": ", list.Arg(i).ToString(), " has dtype ",
+                         list.arrays[i].DTypeString(), " but ", like.Arg(i).ToString(),
+                         " has dtype ", like.arrays[i].DTypeString()));
+}
+
+SWA_COLD void ThrowCannotTake(const Call& call, const ArrayList& values,
+                              const ArrayList& averages, size_t i) {
+  ThrowTypeError(Message(call.function, ": ", values.Arg(i).ToString(), " has dtype ",
+                         values.arrays[i].DTypeString(), ", which ", averages.Arg(i).ToString(),
+                         " (", averages.arrays[i].DTypeString(), ") cannot take: an average "
+                         "has its value's dtype or a wider float (float32 or float64 for "
+                         "float16/bfloat16 values, float64 for float32 values)"));
+}
+
+SWA_COLD void ThrowDifferentShapes(const Call& call, const ArrayList& list,
+                                   const ArrayList& like, size_t i) {
+  ThrowValueError(Message(call.function, ": ", list.Arg(i).ToString(), " has shape ",
+                          list.arrays[i].ShapeString(), " but ", like.Arg(i).ToString(),
+                          " has shape ", like.arrays[i].ShapeString()));
+}
+
+#undef SWA_COLD
+
+// An array this call reads or writes: C-contiguous, of a float dtype.
+inline void CheckContiguousFloat(const Call& call, const ArrayView& array, const ArgName& name) {
+  if (!IsFloat(array.dtype)) ThrowNotFloat(call, array, name);
+  if (!array.c_contiguous) ThrowNotContiguous(call, name);
+}
+
+inline void CheckDTypeOfFirst(const Call& call, const ArrayList& list, size_t index) {
+  if (list.arrays[index].dtype != list.arrays[0].dtype) ThrowNotDTypeOfFirst(call, list, index);
 }
 
 }  // namespace
@@ -64,10 +108,7 @@ void CheckWritable(const Call& call, const ArrayList& updated) {
   for (size_t i = 0; i < updated.size(); ++i) {
     const ArrayView& array = updated.arrays[i];
     CheckContiguousFloat(call, array, updated.Arg(i));
-    if (!array.writable) {
-      ThrowValueError(Message(call.function, ": ", updated.Arg(i).ToString(),
-                              " is read-only; it is updated in place"));
-    }
+    if (!array.writable) ThrowReadOnly(call, updated.Arg(i));
   }
 }
 
@@ -78,11 +119,7 @@ void CheckUpdated(const Call& call, const ArrayList& updated) {
 
 void CheckSameDTypes(const Call& call, const ArrayList& list, const ArrayList& like) {
   for (size_t i = 0; i < list.size(); ++i) {
-    if (list.arrays[i].dtype != like.arrays[i].dtype) {
-      ThrowTypeError(Message(call.function, ": ", list.Arg(i).ToString(), " has dtype ",
-                             list.arrays[i].DTypeString(), " but ", like.Arg(i).ToString(),
-                             " has dtype ", like.arrays[i].DTypeString()));
-    }
+    if (list.arrays[i].dtype != like.arrays[i].dtype) ThrowDifferentDTypes(call, list, like, i);
   }
 }
 
@@ -97,13 +134,8 @@ void CheckValues(const Call& call, const ArrayList& values, const ArrayList& ave
     const ArrayView& value = values.arrays[i];
     CheckContiguousFloat(call, value, values.Arg(i));
     CheckDTypeOfFirst(call, values, i);
-    const ArrayView& average = averages.arrays[i];
-    if (!AverageTakes(average.dtype, value.dtype)) {
-      ThrowTypeError(Message(call.function, ": ", values.Arg(i).ToString(), " has dtype ",
-                             value.DTypeString(), ", which ", averages.Arg(i).ToString(), " (",
-                             average.DTypeString(), ") cannot take: an average has its value's "
-                             "dtype or a wider float (float32 or float64 for float16/bfloat16 "
-                             "values, float64 for float32 values)"));
+    if (!AverageTakes(averages.arrays[i].dtype, value.dtype)) {
+      ThrowCannotTake(call, values, averages, i);
     }
   }
   CheckSameShapes(call, values, averages);
@@ -111,11 +143,7 @@ void CheckValues(const Call& call, const ArrayList& values, const ArrayList& ave
 
 void CheckSameShapes(const Call& call, const ArrayList& list, const ArrayList& like) {
   for (size_t i = 0; i < list.size(); ++i) {
-    if (!list.arrays[i].SameShape(like.arrays[i])) {
-      ThrowValueError(Message(call.function, ": ", list.Arg(i).ToString(), " has shape ",
-                              list.arrays[i].ShapeString(), " but ", like.Arg(i).ToString(),
-                              " has shape ", like.arrays[i].ShapeString()));
-    }
+    if (!list.arrays[i].SameShape(like.arrays[i])) ThrowDifferentShapes(call, list, like, i);
   }
 }
 
@@ -152,8 +180,30 @@ struct Extent {
   ArgName name;
 };
 
-// The non-empty arrays of `lists` as extents, sorted by start (arrays allocated one after the
-// other usually are already).
+// Sorts `extents` by start as a natural merge sort: the ascending runs already there, merged
+// pairwise until one is left. Arrays allocated one after the other mostly ascend (2000 arrays of
+// a list made in a loop come as about ten runs), so this costs O(n log runs) against std::sort's
+// O(n log n) (measured: a quarter of the checks of 2000 + 2000 arrays went to std::sort).
+void SortByStart(std::vector<Extent>& extents) {
+  std::vector<size_t> runs;  // Where each ascending run starts.
+  for (size_t k = 0; k < extents.size(); ++k) {
+    if (k == 0 || extents[k].begin < extents[k - 1].begin) runs.push_back(k);
+  }
+  auto by_start = [](const Extent& a, const Extent& b) { return a.begin < b.begin; };
+  while (runs.size() > 1) {
+    std::vector<size_t> merged;
+    for (size_t r = 0; r < runs.size(); r += 2) {
+      merged.push_back(runs[r]);
+      if (r + 1 == runs.size()) break;
+      const size_t end = r + 2 < runs.size() ? runs[r + 2] : extents.size();
+      std::inplace_merge(extents.begin() + runs[r], extents.begin() + runs[r + 1],
+                         extents.begin() + end, by_start);
+    }
+    runs.swap(merged);
+  }
+}
+
+// The non-empty arrays of `lists` as extents, sorted by start.
 std::vector<Extent> SortedExtents(const std::vector<const ArrayList*>& lists) {
   size_t count = 0;
   for (const ArrayList* list : lists) count += list->size();
@@ -167,10 +217,7 @@ std::vector<Extent> SortedExtents(const std::vector<const ArrayList*>& lists) {
       extents.push_back({begin, begin + static_cast<uintptr_t>(array.bytes()), list->Arg(i)});
     }
   }
-  auto by_start = [](const Extent& a, const Extent& b) { return a.begin < b.begin; };
-  if (!std::is_sorted(extents.begin(), extents.end(), by_start)) {
-    std::sort(extents.begin(), extents.end(), by_start);
-  }
+  SortByStart(extents);
   return extents;
 }
 

@@ -1,5 +1,7 @@
 """Bad arguments to swa_ops.kernels: ValueError or TypeError naming the list index and the
 problem, and nothing written (every array checked byte for byte after the error)."""
+import re
+
 import numpy as np
 import pytest
 
@@ -196,3 +198,54 @@ def test_a_valid_call_after_refusals_still_updates():
   kernels.swa_assign(averages, values, 0)
   for average, value in zip(averages, values):
     np.testing.assert_array_equal(average, value)
+
+
+def scrambled_views(rng, count, size):
+  """`count` disjoint views of `size` floats into one buffer, listed in an order that runs up and
+  down in places (some ascending runs, some single views out of place), as arrays allocated at
+  different times come: the disjointness check sorts them by address."""
+  buffer = np.zeros(count * size + size, F32)
+  starts = np.arange(count) * size
+  order = np.concatenate([rng.permutation(starts[:count // 3]), starts[count // 3:]])
+  cut = rng.integers(1, count - 1)
+  order = np.concatenate([order[cut:], order[:cut]])
+  return buffer, [buffer[s:s + size] for s in order], list(order)
+
+
+def overlapping_pairs(starts, size):
+  """The index pairs of views [s, s + size) that overlap, by brute force."""
+  return {(i, j) for i in range(len(starts)) for j in range(len(starts))
+          if i != j and starts[i] < starts[j] + size and starts[j] < starts[i] + size}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_an_overlap_anywhere_among_many_scrambled_arrays_is_found(seed):
+  rng = np.random.default_rng(seed)
+  size = 8
+  buffer, views, starts = scrambled_views(rng, 300, size)
+  victim = int(rng.integers(len(views)))
+  shift = int(rng.integers(1, size))  # A view half over the next one (or past the last).
+  views[victim] = buffer[starts[victim] + shift:starts[victim] + shift + size]
+  starts[victim] += shift
+  pairs = overlapping_pairs(starts, size)
+  assert pairs
+  values = arrays(len(views), size, fill=9)
+  before = buffer.tobytes()
+  with pytest.raises(ValueError, match=r"share memory") as raised:
+    kernels.swa_assign(views, values, 1)
+  named = tuple(int(i) for i in re.findall(r"averages\[(\d+)\]", str(raised.value)))
+  assert named in pairs
+  assert buffer.tobytes() == before
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_many_scrambled_disjoint_arrays_are_updated(seed):
+  rng = np.random.default_rng(seed)
+  _, views, _ = scrambled_views(rng, 300, 8)
+  for view in views:
+    view[:] = rng.random(8, dtype=F32)
+  values = [rng.random(8, dtype=F32) for _ in views]
+  expected = [v - (v - x) * F32(0.5) for v, x in zip(views, values)]
+  kernels.swa_assign(views, values, 1)
+  for view, want in zip(views, expected):
+    np.testing.assert_array_equal(view, want)
