@@ -105,19 +105,19 @@ def random_values(step, shape, dtype, seed=0):
   return rounded(rng.uniform(-2.0, 2.0, size=shape), dtype)
 
 
-def oracle_decay(decay, num_updates, dtype):
-  """The decay TensorFlow's formula uses, as the shadow's dtype holds it: float32
-  min(decay, (1 + n) / (10 + n)), rounded to `dtype`."""
+def oracle_weight(decay, num_updates, dtype):
+  """The weight 1 - d of TensorFlow's formula: d = min(decay, (1 + n) / (10 + n)) and 1 - d in
+  float32, the weight then rounded to `dtype`."""
   decay = np.float32(decay)
   if num_updates is not None:
     n = np.float32(num_updates)
     decay = min(decay, np.float32(np.float32(1.0 + n) / np.float32(10.0 + n)))
-  return rounded(decay, dtype)
+  return rounded(np.float32(1.0) - decay, dtype)
 
 
-def oracle_update(average, value, decay):
-  """average - (average - value) * (1 - decay), in float64."""
-  return average - (average - value) * (1.0 - decay)
+def oracle_update(average, value, weight):
+  """average - (average - value) * weight, in float64."""
+  return average - (average - value) * weight
 
 
 def assert_close_in_dtype(actual, expected, dtype, scale, ulps):
@@ -164,16 +164,16 @@ def side_by_side(runner, dtype, ema_ours, ema_tf, steps=STEPS, between_steps=Non
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
-def test_updates_match_tensorflow_and_the_float64_formula(make_runner, mode, dtype):
+@pytest.mark.parametrize("decay", [0.9, 0.1])  # 0.1: 1 - decay is not exact in float32.
+def test_updates_match_tensorflow_and_the_float64_formula(make_runner, mode, dtype, decay):
   runner = make_runner(mode)
-  decay = 0.9
   ours = swa_ops.ExponentialMovingAverage(decay)
   theirs = tf.train.ExponentialMovingAverage(decay)
   results, history = side_by_side(runner, dtype, ours, theirs)
   expected = [random_values(0, shape, dtype) for shape in SHAPES]  # Shadows start as the vars.
-  d = oracle_decay(decay, None, dtype)
+  weight = oracle_weight(decay, None, dtype)
   for step, ((mine, tfs), values) in enumerate(zip(results, history)):
-    expected = [oracle_update(a, v, d) for a, v in zip(expected, values)]
+    expected = [oracle_update(a, v, weight) for a, v in zip(expected, values)]
     for got, want, reference in zip(mine, expected, tfs):
       if mode == "xla":  # TensorFlow's own update is compiled (and fused) by XLA too.
         assert_close_in_dtype(got.astype(np.float64), reference.astype(np.float64), dtype,
@@ -211,8 +211,8 @@ def test_decay_kinds_changed_between_steps_and_num_updates(make_runner, mode, de
   results, history = side_by_side(runner, dtype, ours, theirs, between_steps=between_steps)
   expected = [random_values(0, shape, dtype) for shape in SHAPES]
   for step, ((mine, tfs), values) in enumerate(zip(results, history)):
-    d = oracle_decay(decays[step], 2 + 3 * step, dtype)
-    expected = [oracle_update(a, v, d) for a, v in zip(expected, values)]
+    weight = oracle_weight(decays[step], 2 + 3 * step, dtype)
+    expected = [oracle_update(a, v, weight) for a, v in zip(expected, values)]
     for got, want, reference in zip(mine, expected, tfs):
       if mode != "xla":
         np.testing.assert_array_equal(got, reference)
@@ -333,12 +333,12 @@ def test_zero_debias_of_a_tensor_matches_tensorflow_and_the_formula(dtype):
     theirs = tf.train.ExponentialMovingAverage(decay, zero_debias=True)
     update = tf.group(ours.apply([var_ours, tensor_ours]), theirs.apply([var_tf, tensor_tf]))
     session.run(tf.compat.v1.global_variables_initializer())
-    biased, d = np.zeros(3), oracle_decay(decay, None, dtype)
+    biased, weight = np.zeros(3), oracle_weight(decay, None, dtype)
     for step in range(1, STEPS + 1):
       value = random_values(step, (3,), dtype)
       session.run(update, {fed: value.astype(dtype.as_numpy_dtype)})
-      biased = oracle_update(biased, value, d)
-      expected = biased / (1.0 - d ** step)
+      biased = oracle_update(biased, value, weight)
+      expected = biased / (1.0 - (1.0 - weight) ** step)
       got, reference = session.run([ours.average(tensor_ours), theirs.average(tensor_tf)])
       got, reference = got.astype(np.float64), reference.astype(np.float64)
       ulps = 8 * step if dtype in (tf.float16, tf.bfloat16) else 16 * step
@@ -478,3 +478,51 @@ def test_the_module_stands_in_for_tensorflows_moving_averages():
     assert (inspect.signature(getattr(swa_ops.ExponentialMovingAverage, method)).parameters.keys()
             == inspect.signature(
                 getattr(tf.train.ExponentialMovingAverage, method)).parameters.keys()), method
+
+
+def test_a_float64_decay_is_used_in_float64():
+  """TensorFlow raises ValueError for a float64 decay Variable; swa_ops uses it as it is: a
+  float64 shadow's update takes exactly 1 - decay (decay not rounded to float32)."""
+  decay = tf.Variable(0.1 + 2.0**-40, dtype=tf.float64)  # Not a float32 number.
+  var = tf.Variable(np.array([1.0, -3.0]), dtype=tf.float64)
+  with pytest.raises(ValueError):
+    tf.train.ExponentialMovingAverage(decay).apply([tf.Variable(var.numpy())])
+  ema = swa_ops.ExponentialMovingAverage(decay)
+  ema.apply([var])
+  var.assign([5.0, 7.0])
+  ema.apply([var])
+  d = 0.1 + 2.0**-40
+  expected = oracle_update(np.array([1.0, -3.0]), np.array([5.0, 7.0]), 1.0 - d)
+  np.testing.assert_allclose(ema.average(var).numpy(), expected, rtol=0, atol=1e-15)
+  rounded_to_float32 = 1.0 + 4.0 * (1.0 - float(np.float32(d)))  # What a float32 decay gives.
+  assert abs(ema.average(var).numpy()[0] - rounded_to_float32) > 1e-10
+
+
+def test_a_variable_listed_twice_is_an_argument_error_naming_it():
+  var = tf.Variable(1.0, name="twice")
+  with pytest.raises(swa_ops.ArgumentError, match="twice"):
+    swa_ops.ExponentialMovingAverage(0.9).apply([var, var])
+
+
+@pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16], ids=lambda d: d.name)
+def test_the_weight_is_rounded_to_the_shadow_dtype_as_tensorflow_rounds_it(dtype):
+  """TensorFlow computes the weight 1 - decay in float32 and rounds it to each shadow's dtype.
+  With 1 - decay = 0.5 * (1 + 2**-(m + 1)) (m: the dtype's mantissa bits), a tie that rounds to
+  0.5, a shadow of 0 moving towards 100 lands exactly on 50 (the unrounded weight would give
+  about 50.02, 50.03 in float16 and 50.25 in bfloat16)."""
+  mantissa_bits = {tf.float16: 10, tf.bfloat16: 7}[dtype]
+  decay = 0.5 - 2.0 ** -(mantissa_bits + 2)  # Exact in float32.
+  ours_var, tf_var = tf.Variable(tf.zeros([2], dtype)), tf.Variable(tf.zeros([2], dtype))
+  ours, theirs = swa_ops.ExponentialMovingAverage(decay), tf.train.ExponentialMovingAverage(decay)
+  ours.apply([ours_var])
+  theirs.apply([tf_var])
+  for var in (ours_var, tf_var):
+    var.assign(tf.constant([100.0, -100.0], dtype))
+  ours.apply([ours_var])
+  theirs.apply([tf_var])
+  weight = oracle_weight(decay, None, dtype)
+  assert weight == 0.5
+  expected = oracle_update(np.zeros(2), np.array([100.0, -100.0]), weight)
+  got = tf.cast(ours.average(ours_var), tf.float64).numpy()
+  np.testing.assert_array_equal(got, expected)
+  np.testing.assert_array_equal(got, tf.cast(theirs.average(tf_var), tf.float64).numpy())

@@ -54,6 +54,21 @@ def _check_num_updates(num_updates):
                              "float Tensor or Variable, got %r" % (_WHAT, num_updates))
 
 
+def _decay_for_weight_in(decay, dtype):
+  """The decay to pass to the ops for shadows of `dtype`, so that their weight (the ops form
+  `1 - decay` in float64 and round it once to the compute type) is TensorFlow's:
+  `1 - decay` computed in the decay's dtype (float32), then rounded to `dtype`.
+
+  Where `dtype` is the decay's own, the decay itself does (`1 - decay` in float64, rounded
+  once, is the subtraction in `dtype`). Otherwise the weight `w` is formed as TensorFlow forms
+  it and the ops get `1 - w` in float64, which is exact (`w` has at most 24 significant bits
+  and is not below 2**-24 unless 0), so that their `1 - (1 - w)` is `w` again."""
+  if decay.dtype.base_dtype == dtype:
+    return decay
+  weight = tf.cast(1.0 - decay, dtype)
+  return 1.0 - tf.cast(weight, tf.float64)
+
+
 class ExponentialMovingAverage(averager.SWAMovingAverage):
   """Exponential moving averages of variables, as `tf.train.ExponentialMovingAverage` keeps
   them, updated by one fused op per (device, dtype) group of variables.
@@ -63,15 +78,17 @@ class ExponentialMovingAverage(averager.SWAMovingAverage):
       shadow <- shadow - (shadow - value) * (1 - d)
 
   with `d = decay`, or with `num_updates = n`, `d = min(decay, (1 + n) / (10 + n))`. As in
-  TensorFlow, `d` is computed in float32 (float64 if `decay` is a float64 Tensor or Variable)
-  and cast to each shadow's dtype; the op then forms `1 - d` in float64 and computes the
-  update in the shadow's dtype (float32 for float16/bfloat16 shadows, rounded once to the
-  shadow's dtype). Shadows of Variables start at the variable's (initial) value, shadows of
+  TensorFlow, `d` and the weight `1 - d` are computed in float32 (float64 if `decay` is a
+  float64 Tensor or Variable) and the weight is rounded to each shadow's dtype; the op computes
+  the update in the shadow's dtype (float32 for float16/bfloat16 shadows, rounded once to the
+  shadow's dtype): bit-identical to TensorFlow's update for float32 and float64 shadows. Shadows of Variables start at the variable's (initial) value, shadows of
   Tensors at zeros; with `zero_debias=True` the shadows of Tensors (not of Variables) are
   zero-debiased through two extra variables, `<shadow>/biased` and `<shadow>/local_step`:
 
       biased <- biased - (biased - value) * (1 - d);  local_step <- local_step + 1
       shadow <- biased / (1 - d ** local_step)
+
+  (`d ** local_step` with `d = 1 - w`, `w` the rounded weight, in float64.)
 
   The same constructor, methods, shadow names (`<variable op name>/<name>`), collections
   (`MOVING_AVERAGE_VARIABLES` holds each averaged Variable), devices and colocation as
@@ -151,9 +168,9 @@ class ExponentialMovingAverage(averager.SWAMovingAverage):
     return decay
 
   def _update_group(self, decay, debiased, averages, states, group, options):
-    """The update ops of one group (one dtype): the decay cast to the shadows' dtype."""
+    """The update ops of one group (one dtype of shadows), with TensorFlow's weight."""
     with tf.name_scope("AssignMovingAvg"):
-      decay = tf.cast(decay, averages[0].dtype.base_dtype)
+      decay = _decay_for_weight_in(decay, averages[0].dtype.base_dtype)
       if debiased:
         biased, local_steps = zip(*states)
         if len(group) == 1 or not self._backend.grouped:
