@@ -3,8 +3,8 @@
 shadow names, collections, devices, `variables_to_restore`, errors), and a float64 NumPy model
 of the update from its formula.
 
-Modes: eager, tf.function, TF1 graph + Session, tf.function(jit_compile=True) (XLA: swa_ops
-emits plain TF ops there). float32 and float64 updates are expected to be bit-identical to
+Modes: eager, tf.function, TF1 graph + Session (resource variables, and TF1 reference
+variables: `graph_ref`), tf.function(jit_compile=True) (XLA: swa_ops emits plain TF ops there). float32 and float64 updates are expected to be bit-identical to
 TensorFlow's (the same roundings: decay cast to the shadow's dtype, `1 - decay` exact, the
 product and the difference each rounded once); float16 and bfloat16 ones, where swa_ops computes
 in float32 and rounds once but TensorFlow rounds every operation to the narrow type, within a
@@ -18,7 +18,7 @@ import swa_ops
 from swa_ops import moving_averages as swa_moving_averages
 
 DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
-MODES = ("eager", "function", "graph", "xla")
+MODES = ("eager", "function", "graph", "graph_ref", "xla")
 EPS = {tf.float16: 2.0**-11, tf.bfloat16: 2.0**-8, tf.float32: 2.0**-24, tf.float64: 2.0**-53}
 SHAPES = ((3,), (2, 4), ())
 STEPS = 5
@@ -30,7 +30,7 @@ class Runner:
 
   def __init__(self, mode):
     self.mode = mode
-    self.graph = tf.Graph() if mode == "graph" else None
+    self.graph = tf.Graph() if mode.startswith("graph") else None
     self._context = self.graph.as_default() if self.graph is not None else None
     if self._context is not None:
       self._context.__enter__()
@@ -45,7 +45,8 @@ class Runner:
   def variable(self, value, dtype, name, trainable=True):
     initial = tf.cast(np.asarray(value, np.float64), dtype)
     if self.graph is not None:
-      var = tf.compat.v1.Variable(initial, name=name, use_resource=True, trainable=trainable)
+      var = tf.compat.v1.Variable(initial, name=name, use_resource=self.mode == "graph",
+                                  trainable=trainable)
       self.session.run(var.initializer)
       return var
     return tf.Variable(initial, name=name, trainable=trainable)
