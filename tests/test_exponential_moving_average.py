@@ -527,3 +527,17 @@ def test_the_weight_is_rounded_to_the_shadow_dtype_as_tensorflow_rounds_it(dtype
   got = tf.cast(ours.average(ours_var), tf.float64).numpy()
   np.testing.assert_array_equal(got, expected)
   np.testing.assert_array_equal(got, tf.cast(theirs.average(tf_var), tf.float64).numpy())
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph"])
+def test_an_empty_var_list_averages_nothing_as_in_tensorflow(make_runner, mode):
+  runner = make_runner(mode)
+  results = [ema.apply([]) for ema in (tf.train.ExponentialMovingAverage(0.9),
+                                       swa_ops.ExponentialMovingAverage(0.9))]
+  if mode == "eager":
+    assert results == [None, None]
+  else:
+    assert [r.type for r in results] == ["NoOp", "NoOp"]
+    assert [r.name for r in results] == ["ExponentialMovingAverage",
+                                         "ExponentialMovingAverage_1"]
+    runner.session.run(results)

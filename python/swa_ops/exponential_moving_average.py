@@ -121,6 +121,7 @@ class ExponentialMovingAverage(averager.SWAMovingAverage):
     Args:
       var_list: Variables (in graph mode and inside tf.function also Tensors) of dtype float16,
         bfloat16, float32 or float64; default: the trainable variables of the default graph.
+        An empty list averages nothing (an empty group, as TensorFlow's class returns).
 
     Returns:
       The op that updates all shadows (graph mode, tf.function); None in eager code.
@@ -131,6 +132,11 @@ class ExponentialMovingAverage(averager.SWAMovingAverage):
     """
     if var_list is None:
       var_list = tf.compat.v1.trainable_variables()
+    if isinstance(var_list, (list, tuple)) and not var_list:
+      # Nothing to average (e.g. the default in eager code): TensorFlow's returns an empty
+      # group too, where SWAMovingAverage raises.
+      with tf.name_scope(self._name) as scope:
+        return tf.group(name=scope)
     if not (tf.executing_eagerly() and self._eager_plan(var_list) is not None):
       self._check_var_list(var_list)  # Not applied before: check it with TensorFlow's errors.
     return super().apply(var_list)
