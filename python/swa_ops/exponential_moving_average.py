@@ -158,16 +158,16 @@ class ExponentialMovingAverage(averager.SWAMovingAverage):
   def _update_scalar(self, component):
     """The decay of this apply(): a float32 (or float64) scalar Tensor, made in the update's
     name scope as "decay" (and "num_updates")."""
-    decay = component(self._decay)
-    if isinstance(decay, numbers.Real):
-      decay = tf.constant(decay, tf.float32, name="decay")
+    decay = _state.unwrap(component(self._decay))
+    if not isinstance(decay, (tf.Tensor, tf.Variable)):  # Python and NumPy numbers: float32.
+      decay = tf.convert_to_tensor(decay, tf.float32, name="decay")
     else:
       decay = tf.convert_to_tensor(decay, name="decay")
-      if decay.shape.rank not in (None, 0):
-        raise _errors.ArgumentError("%s: decay must be a scalar, got shape %s"
-                                    % (_WHAT, decay.shape))
       if decay.dtype.base_dtype not in (tf.float32, tf.float64):
         decay = tf.cast(decay, tf.float32)
+    if decay.shape.rank not in (None, 0):
+      raise _errors.ArgumentError("%s: decay must be a scalar, got shape %s"
+                                  % (_WHAT, decay.shape))
     if self._num_updates is not None:
       num_updates = tf.cast(component(self._num_updates), decay.dtype, name="num_updates")
       decay = tf.minimum(decay, (1.0 + num_updates) / (10.0 + num_updates))
