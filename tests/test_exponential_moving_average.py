@@ -4,9 +4,10 @@ shadow names, collections, devices, `variables_to_restore`, errors), and a float
 of the update from its formula.
 
 Modes: eager, tf.function, TF1 graph + Session (resource variables, and TF1 reference
-variables: `graph_ref`), tf.function(jit_compile=True) (XLA: swa_ops emits plain TF ops there). float32 and float64 updates are expected to be bit-identical to
-TensorFlow's (the same roundings: decay cast to the shadow's dtype, `1 - decay` exact, the
-product and the difference each rounded once); float16 and bfloat16 ones, where swa_ops computes
+variables: `graph_ref`), tf.function(jit_compile=True) (XLA: swa_ops emits plain TF ops there).
+float32 and float64 updates are expected to be bit-identical to TensorFlow's (the same
+roundings: the weight 1 - decay in float32 rounded to the shadow's dtype, the difference, the
+product and the result each rounded once); float16 and bfloat16 ones, where swa_ops computes
 in float32 and rounds once but TensorFlow rounds every operation to the narrow type, within a
 few units in the last place.
 """
@@ -255,7 +256,8 @@ def test_xla_is_bit_identical_to_the_fused_ops(dtype):
   for fused, xla in zip(results["function"], results["xla"]):
     for a, b in zip(fused, xla):
       assert a.dtype == b.dtype
-      np.testing.assert_array_equal(np.atleast_1d(a).view(np.uint8), np.atleast_1d(b).view(np.uint8))
+      np.testing.assert_array_equal(np.atleast_1d(a).view(np.uint8),
+                                    np.atleast_1d(b).view(np.uint8))
 
 
 def _graph_model(ema_class, zero_debias, name):

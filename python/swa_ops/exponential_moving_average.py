@@ -61,8 +61,9 @@ def _decay_for_weight_in(decay, dtype):
 
   Where `dtype` is the decay's own, the decay itself does (`1 - decay` in float64, rounded
   once, is the subtraction in `dtype`). Otherwise the weight `w` is formed as TensorFlow forms
-  it and the ops get `1 - w` in float64, which is exact (`w` has at most 24 significant bits
-  and is not below 2**-24 unless 0), so that their `1 - (1 - w)` is `w` again."""
+  it and the ops get `1 - w` in float64, so that their `1 - (1 - w)` is `w` again. That is
+  exact for a float32 decay (`w` then has at most 24 significant bits and is 0 or at least
+  2**-24); for a float64 decay and float32 shadows it is exact unless `w` < 2**-29."""
   if decay.dtype.base_dtype == dtype:
     return decay
   weight = tf.cast(1.0 - decay, dtype)
@@ -81,9 +82,10 @@ class ExponentialMovingAverage(averager.SWAMovingAverage):
   TensorFlow, `d` and the weight `1 - d` are computed in float32 (float64 if `decay` is a
   float64 Tensor or Variable) and the weight is rounded to each shadow's dtype; the op computes
   the update in the shadow's dtype (float32 for float16/bfloat16 shadows, rounded once to the
-  shadow's dtype): bit-identical to TensorFlow's update for float32 and float64 shadows. Shadows of Variables start at the variable's (initial) value, shadows of
-  Tensors at zeros; with `zero_debias=True` the shadows of Tensors (not of Variables) are
-  zero-debiased through two extra variables, `<shadow>/biased` and `<shadow>/local_step`:
+  shadow's dtype): bit-identical to TensorFlow's update for float32 and float64 shadows.
+  Shadows of Variables start at the variable's (initial) value, shadows of Tensors at zeros;
+  with `zero_debias=True` the shadows of Tensors (not of Variables) are zero-debiased through
+  two extra variables, `<shadow>/biased` and `<shadow>/local_step`:
 
       biased <- biased - (biased - value) * (1 - d);  local_step <- local_step + 1
       shadow <- biased / (1 - d ** local_step)

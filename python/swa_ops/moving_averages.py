@@ -229,6 +229,7 @@ def __getattr__(name):
   # ExponentialMovingAverage is built on averager.py, which imports this module: imported on
   # first use instead of at the top (an import cycle).
   if name == "ExponentialMovingAverage":
-    from swa_ops.exponential_moving_average import ExponentialMovingAverage  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=import-outside-toplevel
+    from swa_ops.exponential_moving_average import ExponentialMovingAverage
     return ExponentialMovingAverage
   raise AttributeError("module %r has no attribute %r" % (__name__, name))
