@@ -9,7 +9,10 @@ EMA semantics in place of SWA's: the scalar every update op takes is the decay (
 import numbers
 
 import tensorflow as tf
-from tensorflow.python.compiler.xla.experimental import xla_sharding
+try:
+  from tensorflow.python.compiler.xla.experimental import xla_sharding
+except ImportError:  # Not in every TensorFlow build: no sharding to copy then.
+  xla_sharding = None
 from tensorflow.python.trackable import data_structures
 
 from swa_ops import _errors
@@ -203,7 +206,7 @@ class ExponentialMovingAverage(averager.SWAMovingAverage):
     if tf.executing_eagerly():  # Inside tf.function both go to the function graph's collection.
       if isinstance(var, tf.Variable):
         tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.MOVING_AVERAGE_VARIABLES, var)
-    elif (not tf.inside_function() and var.shape.rank is not None
+    elif (xla_sharding is not None and not tf.inside_function() and var.shape.rank is not None
           and var.shape.rank == average.shape.rank
           and xla_sharding.get_tensor_sharding(var) is not None):
       xla_sharding.copy_sharding(var, average, use_sharding_op=False)
