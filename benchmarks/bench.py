@@ -5,7 +5,7 @@ Usage:
                              [--sweep | --no-sweep] [--sweep-variables 10,30,...]
                              [--sweep-values N] [--sweep-trace-limit SECONDS] [--plot PATH]
                              [--reference PATH | --no-tf1] [--first-call [N,N,...]]
-                             [--keras-ema]
+                             [--keras-ema] [--tf-ema]
 
 A run has two parts: the workloads W1-W3 and the sweep (`--sweep`: the sweep only;
 `--no-sweep`: the workloads only; default: both, in quick and full runs alike).
@@ -115,6 +115,10 @@ Keras EMA (`--keras-ema`, off by default): ms per Keras 3 `fit()` step of a mode
 Dense(16) layers (400 variables) with `SGD(use_ema=True)`, with a plain SGD and
 `swa_ops.keras.EMA`, and with no EMA, interleaved (benchmarks/keras_ema_bench.py); the EMA cost
 of each is its step minus the plain step of the same round (median).
+
+TF EMA (`--tf-ema`, off by default): `swa_ops.ExponentialMovingAverage` against
+`tf.train.ExponentialMovingAverage`, both in tf.function, over the same workloads, interleaved,
+with the floor and the speedup targets (benchmarks/tf_ema_bench.py; XLA paths in full runs).
 
 Results are printed as markdown tables and written as JSON (default
 benchmarks/results/latest.json) with machine information.
@@ -875,6 +879,10 @@ def parse_args(argv):
                       help="also a Keras fit() step with the optimizer's use_ema=True against "
                       "swa_ops.keras.EMA (benchmarks/keras_ema_bench.py: 200 Dense layers, "
                       "interleaved, about 1-2 minutes)")
+  parser.add_argument("--tf-ema", action="store_true",
+                      help="also time swa_ops.ExponentialMovingAverage against "
+                      "tf.train.ExponentialMovingAverage in tf.function over the workloads "
+                      "(benchmarks/tf_ema_bench.py)")
   parser.add_argument("--sweep-variables", type=parse_counts, default=None,
                       help="comma-separated numbers of variables (default: %s; quick: %s)" % (
                           ",".join(map(str, SWEEP_SETTINGS["full"]["variables"])),
@@ -1029,6 +1037,12 @@ def main(argv=None):
     keras_ema = keras_ema_bench.run()
     print(keras_ema_bench.format_report(keras_ema))
     print()
+  tf_ema = None
+  if args.tf_ema:
+    import tf_ema_bench  # pylint: disable=import-outside-toplevel
+    tf_ema = tf_ema_bench.run(mode, args.workloads or list(WORKLOADS), xla=mode == "full")
+    print(tf_ema_bench.format_report(tf_ema))
+    print()
   print("Total time: %.0f s (start-up and workloads %.0f s, sweep %.0f s)" % (
       elapsed, elapsed - sweep_seconds, sweep_seconds))
 
@@ -1047,6 +1061,8 @@ def main(argv=None):
     report["first_call"] = first_calls
   if keras_ema is not None:
     report["keras_ema"] = keras_ema
+  if tf_ema is not None:
+    report["tf_ema"] = tf_ema
   write_json(args.json, report)
   print_summary(mode, workloads, sweep, args.json)
 

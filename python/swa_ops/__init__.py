@@ -11,7 +11,8 @@ import importlib.util
 from swa_ops._version import __version__
 
 _TENSORFLOW_API = (
-    "SWAMovingAverage", "assign_moving_average", "weighted_moving_average", "reference", "keras",
+    "SWAMovingAverage", "ExponentialMovingAverage", "assign_moving_average",
+    "weighted_moving_average", "reference", "keras",
     "ArgumentError", "DtypeError", "ShapeError", "supported_tensorflow_versions",
     "export_averaged")
 
@@ -32,6 +33,7 @@ else:
   from swa_ops._errors import ArgumentError, DtypeError, ShapeError
   from swa_ops._ops import supported_tensorflow_versions
   from swa_ops.averager import SWAMovingAverage
+  from swa_ops.exponential_moving_average import ExponentialMovingAverage
   from swa_ops.export import export_averaged
   from swa_ops.moving_averages import assign_moving_average, weighted_moving_average
   from swa_ops import reference  # noqa: F401

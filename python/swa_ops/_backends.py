@@ -81,6 +81,10 @@ class FusedBackend:
 
   @_plain_ops_under_xla
   def ema_group(self, averages, values, decay, options):
+    group, tensors = _group(options, averages, values)
+    if group is not None:
+      return _ops.ema_assign_group(group, tensors, decay, values[0].dtype.base_dtype,
+                                   use_locking=options.use_locking, apply_if=options.apply_if)
     return _ops.ema_assign_n(averages, values, decay, use_locking=options.use_locking,
                              apply_if=options.apply_if)
 

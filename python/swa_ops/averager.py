@@ -269,7 +269,7 @@ class SWAMovingAverage(tf.Module):
     component = component or (lambda value: value)
     plan = plan or self._plan(var_list, component)
     with tf.name_scope(self._name) as scope:
-      step = _step_tensor(component(self._num_updates))
+      step = self._update_scalar(component)
       options = _backends.Options(self._use_locking, self._schedule,
                                   groups=self._variable_groups)
       if self._skip_nonfinite:
@@ -282,6 +282,11 @@ class SWAMovingAverage(tf.Module):
         updates.append(component(self.skipped_updates).assign_add(
             tf.cast(tf.logical_not(finite), tf.int64), read_value=False))
       return tf.group(*updates, name=scope)
+
+  def _update_scalar(self, component):
+    """The scalar Tensor that every update op of one apply() takes (`_update_group`'s `step`):
+    here the step count. A subclass may pass another (ExponentialMovingAverage: its decay)."""
+    return _step_tensor(component(self._num_updates))
 
   def _groups(self, var_list):
     """Splits var_list into the lists one grouped op can update: same device, dtype, kind of

@@ -1,4 +1,6 @@
-"""`assign_moving_average` and `weighted_moving_average`, as in the reference, on the fused ops."""
+"""`assign_moving_average` and `weighted_moving_average`, as in the reference, on the fused ops;
+and `ExponentialMovingAverage`, so that this module can stand in for TensorFlow's
+`tensorflow.python.training.moving_averages` (the same three names and signatures)."""
 import numbers
 
 import tensorflow as tf
@@ -221,3 +223,13 @@ def weighted_moving_average(value, decay, weight, truediv=True, collections=None
   """
   return weighted_with(_backends.FUSED, value, decay, weight, truediv, collections, name,
                        skip_nonfinite)
+
+
+def __getattr__(name):
+  # ExponentialMovingAverage is built on averager.py, which imports this module: imported on
+  # first use instead of at the top (an import cycle).
+  if name == "ExponentialMovingAverage":
+    # pylint: disable-next=import-outside-toplevel
+    from swa_ops.exponential_moving_average import ExponentialMovingAverage
+    return ExponentialMovingAverage
+  raise AttributeError("module %r has no attribute %r" % (__name__, name))
