@@ -195,3 +195,23 @@ def test_a_list_changed_in_place_between_eager_applies_is_averaged_as_it_is_now(
   want = [0.0, 11.0, 12.0, 13.0]
   for v, value in zip(variables, want):
     np.testing.assert_array_equal(swa.average(v).numpy(), [value, value])
+
+
+def _zero_debiased_graph_apply_calls(counts, n):
+  """The Python calls of a TF1 apply() that zero-debiases n tensors (each gets a debias state
+  whose name is made unique among the graph's global variables)."""
+  graph = tf.Graph()
+  with graph.as_default():
+    variables = [tf.compat.v1.get_variable("v%d" % i, [4]) for i in range(n)]
+    tensors = [v * 2.0 for v in variables]
+    swa = swa_ops.SWAMovingAverage(tf.compat.v1.train.get_or_create_global_step(),
+                                   zero_debias=True)
+    with counts:
+      swa.apply(tensors)
+  return counts.calls
+
+
+def test_zero_debiasing_tensors_in_a_graph_does_linear_work(counts):
+  small = _zero_debiased_graph_apply_calls(counts, 100)
+  large = _zero_debiased_graph_apply_calls(counts, 1000)
+  assert large <= 11 * small, (small, large)  # Before: a name per global variable per tensor.
