@@ -25,12 +25,14 @@ STEADY_CALLS = 100
 STEADY_BUDGET_S = 10.0  # Fewer calls (at least 5) for a path slower than 0.1 s per call.
 DEFAULT_VARIABLES = (1000, 3000, 10000)
 DEFAULT_LIMIT_S = 60.0
-PATHS = ("swa_ops_eager", "swa_ops_tf_function", "ema_tf_function", "keras_use_ema")
+PATHS = ("swa_ops_eager", "swa_ops_tf_function", "ema_tf_function", "keras_use_ema",
+         "floor")
 LABELS = {
     "swa_ops_eager": "swa_ops eager",
     "swa_ops_tf_function": "swa_ops tf.function",
     "ema_tf_function": "tf.train.ExponentialMovingAverage tf.function",
     "keras_use_ema": "Keras optimizer use_ema (apply_gradients in tf.function)",
+    "floor": "floor: N uniquely named tf.Variables / one SWAAssign of the same bytes",
 }
 # Targets at 10,000 variables (issue 18): first call s, steady ms.
 TARGETS = {"swa_ops_eager": (5.0, 3.0), "swa_ops_tf_function": (8.0, 2.0)}
@@ -40,12 +42,15 @@ TARGET_GROWTH_1K_TO_10K = 15.0
 def _build(path, variables):
   """A zero-argument callable doing one update of `variables` on `path`."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  if path.startswith("swa_ops"):
+  if path.startswith("swa_ops") or path == "floor":
     try:
       import swa_ops  # pylint: disable=import-outside-toplevel
     except ImportError:  # Not installed: the in-tree package.
       sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
       import swa_ops  # pylint: disable=import-outside-toplevel
+  if path == "floor":
+    return _floor(variables)
+  if path.startswith("swa_ops"):
     step = tf.Variable(0, dtype=tf.int64, trainable=False)
     averager = swa_ops.SWAMovingAverage(step)
 
@@ -70,6 +75,36 @@ def _build(path, variables):
     optimizer.apply_gradients(zip(gradients, variables))
 
   return train_step
+
+
+def _floor(variables):
+  """TensorFlow's own cost of what a first call must do at least, and the memory traffic of an
+  update: the first call creates one variable per variable from its value (in init_scope, each
+  named uniquely as a shadow is: TensorFlow makes a kernel per name), later calls update one
+  variable holding all the values with one SWAAssign (in a tf.function)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from swa_ops import _ops  # pylint: disable=import-outside-toplevel
+  size = sum(int(v.shape.num_elements()) for v in variables)
+  average, value = tf.Variable(tf.zeros([size])), tf.Variable(tf.zeros([size]))
+  step = tf.constant(1, tf.int64)
+
+  @tf.function(autograph=False)
+  def update():
+    _ops.swa_assign(average, value, step)
+
+  update()
+  created = []
+
+  def call():
+    if created:
+      update()
+      return
+    with tf.init_scope():
+      created.extend(tf.Variable(v.read_value(), trainable=False,
+                                 name="Variable/SWAMovingAverage_%d" % i)
+                     for i, v in enumerate(variables))
+
+  return call
 
 
 def child(path, num_variables):
@@ -187,6 +222,10 @@ def _format_targets(report):
                  "%gx)" % (LABELS[path], large["first_call_s"], first_s,
                            large["steady_median_ms"], steady_ms, growth,
                            TARGET_GROWTH_1K_TO_10K))
+  floor = {p["num_variables"]: p for p in report["paths"].get("floor", {}).get("points", [])}
+  if "first_call_s" in floor.get(10000, {}):
+    lines.append("- %s: %.2f s, %.2f ms" % (LABELS["floor"], floor[10000]["first_call_s"],
+                                             floor[10000]["steady_median_ms"]))
   return lines
 
 

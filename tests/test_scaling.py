@@ -195,3 +195,52 @@ def test_a_list_changed_in_place_between_eager_applies_is_averaged_as_it_is_now(
   want = [0.0, 11.0, 12.0, 13.0]
   for v, value in zip(variables, want):
     np.testing.assert_array_equal(swa.average(v).numpy(), [value, value])
+
+
+def _zero_debiased_graph_apply_calls(counts, n):
+  """The Python calls of a TF1 apply() that zero-debiases n tensors (each gets a debias state
+  whose name is made unique among the graph's global variables)."""
+  graph = tf.Graph()
+  with graph.as_default():
+    variables = [tf.compat.v1.get_variable("v%d" % i, [4]) for i in range(n)]
+    tensors = [v * 2.0 for v in variables]
+    swa = swa_ops.SWAMovingAverage(tf.compat.v1.train.get_or_create_global_step(),
+                                   zero_debias=True)
+    with counts:
+      swa.apply(tensors)
+  return counts.calls
+
+
+def test_zero_debiasing_tensors_in_a_graph_does_linear_work(counts):
+  small = _zero_debiased_graph_apply_calls(counts, 100)
+  large = _zero_debiased_graph_apply_calls(counts, 1000)
+  assert large <= 11 * small, (small, large)  # Before: a name per global variable per tensor.
+
+
+def _checkpoint_readers_opened_by_a_deferred_restore(monkeypatch, tmp_path, n):
+  """How many times the checkpoint is opened (its whole index read) when the shadows of n
+  variables are created by apply() after a checkpoint of them was read; checks the values."""
+  from tensorflow.python.training import py_checkpoint_reader  # pylint: disable=import-outside-toplevel
+  variables = [tf.Variable(tf.fill([2], float(i))) for i in range(n)]
+  saved = swa_ops.SWAMovingAverage(0)
+  saved.apply(variables)
+  path = tf.train.Checkpoint(averager=saved).write(str(tmp_path / ("ckpt%d" % n)))
+  for v in variables:
+    v.assign_add(tf.fill([2], 100.0))
+  opened = []
+  new_reader = py_checkpoint_reader.NewCheckpointReader
+  monkeypatch.setattr(py_checkpoint_reader, "NewCheckpointReader",
+                      lambda *args: opened.append(args) or new_reader(*args))
+  restored = swa_ops.SWAMovingAverage(0, start=10**9)  # apply() creates shadows, changes nothing.
+  status = tf.train.Checkpoint(averager=restored).read(path)
+  restored.apply(variables)
+  status.assert_consumed()
+  monkeypatch.undo()
+  for i, v in enumerate(variables):
+    np.testing.assert_array_equal(restored.average(v).numpy(), [float(i)] * 2)
+  return len(opened)
+
+
+def test_a_deferred_restore_opens_the_checkpoint_once_not_once_per_shadow(monkeypatch, tmp_path):
+  assert (_checkpoint_readers_opened_by_a_deferred_restore(monkeypatch, tmp_path, 100) ==
+          _checkpoint_readers_opened_by_a_deferred_restore(monkeypatch, tmp_path, 10))

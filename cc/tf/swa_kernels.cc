@@ -554,10 +554,20 @@ class MovingAverageOp : public OpKernel {
       }
       return absl::OkStatus();
     };
+    auto var_of = [&](int k) {
+      return k >= state_count ? value_vars[k - state_count].get() : state_vars[k].get();
+    };
     if (members != nullptr) {
-      for (int k : members->lock_order) TF_RETURN_IF_ERROR(request(k));
+      const std::vector<int>& order = members->lock_order;
+      for (size_t j = 0; j < order.size(); ++j) {
+        if (j + kPrefetchAhead < order.size()) PrefetchVar(var_of(order[j + kPrefetchAhead]));
+        TF_RETURN_IF_ERROR(request(order[j]));
+      }
     } else {
-      for (int k = 0; k < count; ++k) TF_RETURN_IF_ERROR(request(k));
+      for (int k = 0; k < count; ++k) {
+        if (k + kPrefetchAhead < count) PrefetchVar(var_of(k + kPrefetchAhead));
+        TF_RETURN_IF_ERROR(request(k));
+      }
     }
     return absl::OkStatus();
   }
@@ -629,8 +639,15 @@ class MovingAverageOp : public OpKernel {
       std::vector<Tensor> references;
       if (ctx->input_is_ref(0)) references.resize(kLists * n);
       for (int i = 0; i < n; ++i) {
+        if (i + kPrefetchAhead < n) {
+          PrefetchVar(value_vars[i + kPrefetchAhead].get());
+          for (int list = 0; list < kLists; ++list) {
+            PrefetchVar(state_vars[list * n + i + kPrefetchAhead].get());
+          }
+        }
         OP_REQUIRES_OK(ctx, ReadValue<Device>(ctx, value_begin + i, value_vars[i].get(),
                                               DataTypeToEnum<V>::value, &copies, &values[i]));
+        PrefetchBuffer(values[i]);
         for (int list = 0; list < kLists; ++list) {
           const int index = list * n + i;
           tensorflow::Var* var = state_vars[index].get();
@@ -638,6 +655,7 @@ class MovingAverageOp : public OpKernel {
                                                        kStateRoles[list], use_locking_));
           if (var != nullptr) {
             state[index] = var->tensor();
+            PrefetchBuffer(state[index]);  // For Update, which reads the data pointers.
           } else {
             references[index] = ctx->mutable_input(index, /*lock_held=*/use_locking_);
             state[index] = &references[index];
@@ -665,7 +683,11 @@ class MovingAverageOp : public OpKernel {
     if constexpr (kLists == 1) {
       std::vector<MovingAverageSegment<T, V>> segments(n);
       for (int i = 0; i < n; ++i) {
-        segments[i] = {state[i]->flat<T>().data(), values[i]->flat<V>().data(),
+        if (i + kPrefetchAhead < n) {
+          PrefetchBuffer(state[i + kPrefetchAhead]);
+          PrefetchBuffer(values[i + kPrefetchAhead]);
+        }
+        segments[i] = {CheckedData<T>(state[i]), CheckedData<V>(values[i]),
                        values[i]->NumElements()};
       }
       functor::MovingAverageUpdate<Device, T, V>()(device.get(), segments.data(), n,
@@ -679,8 +701,13 @@ class MovingAverageOp : public OpKernel {
         OP_REQUIRES_OK(ctx, device.CopyToHost(*state[2 * n + i], &step));
         new_steps[i] = static_cast<T>(static_cast<C>(step) + C(1));
         const double local_step = static_cast<double>(static_cast<C>(new_steps[i]));
-        segments[i] = {state[i]->flat<T>().data(), state[n + i]->flat<T>().data(),
-                       values[i]->flat<V>().data(), values[i]->NumElements(),
+        if (i + kPrefetchAhead < n) {
+          PrefetchBuffer(state[i + kPrefetchAhead]);
+          PrefetchBuffer(state[n + i + kPrefetchAhead]);
+          PrefetchBuffer(values[i + kPrefetchAhead]);
+        }
+        segments[i] = {CheckedData<T>(state[i]), CheckedData<T>(state[n + i]),
+                       CheckedData<V>(values[i]), values[i]->NumElements(),
                        1.0 - std::pow(scalars.decay, local_step)};
       }
       functor::DebiasedMovingAverageUpdate<Device, T, V>()(device.get(), segments.data(), n,

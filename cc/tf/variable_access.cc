@@ -139,7 +139,9 @@ OrderedLocks::OrderedLocks(std::vector<LockRequest> requests) : held_(std::move(
     }
   }
   held_.resize(kept);
-  for (const LockRequest& request : held_) {
+  for (size_t i = 0; i < held_.size(); ++i) {
+    if (i + kPrefetchAhead < held_.size()) __builtin_prefetch(held_[i + kPrefetchAhead].mu, 1);
+    const LockRequest& request = held_[i];
     if (request.exclusive) {
       request.mu->lock();
     } else {
@@ -150,6 +152,7 @@ OrderedLocks::OrderedLocks(std::vector<LockRequest> requests) : held_(std::move(
 
 OrderedLocks::~OrderedLocks() {
   for (auto it = held_.rbegin(); it != held_.rend(); ++it) {
+    if (held_.rend() - it > kPrefetchAhead) __builtin_prefetch(it[kPrefetchAhead].mu, 1);
     if (it->exclusive) {
       it->mu->unlock();
     } else {

@@ -1,4 +1,6 @@
 """The variables an averager keeps beside the ones it averages: shadows and debias state."""
+import weakref
+
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util
 from tensorflow.python.training import slot_creator
@@ -28,7 +30,7 @@ def _value_for_shadow(variable):
   """The variable's initial value in graph mode (its current value once initialised); in eager
   code and tf.function, where TensorFlow keeps no initial value, its current value."""
   if tf.executing_eagerly():
-    return tf.identity(variable.read_value())
+    return variable.read_value()  # Already a copy of the value (an Identity of the read).
   if _ops.is_ref_variable(variable) and control_flow_util.EnableControlFlowV2(
       tf.compat.v1.get_default_graph()):
     # A v2 cond reads a reference variable's input before choosing a branch, so it would fail on
@@ -71,13 +73,42 @@ def _create_slot(primary, initial, name, colocate, shape=None, dtype=None):
       return slot_creator._create_slot_var(primary, initial, "", validate_shape, shape, dtype)
 
 
+class _GlobalVariableNames:
+  """The op names of a graph's global variables, caught up with the collection as it grows (the
+  names of the variables added since the last call), and rebuilt if it changed otherwise."""
+
+  def __init__(self):
+    self._collection = None
+    self._last = None  # The last variable indexed: still there if the collection only grew.
+    self._indexed = 0
+    self._names = set()
+
+  def get(self, graph):
+    collection = graph.get_collection_ref(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)
+    if (collection is not self._collection or len(collection) < self._indexed or
+        (self._indexed and collection[self._indexed - 1] is not self._last)):
+      self._collection, self._indexed, self._names = collection, 0, set()
+    if len(collection) > self._indexed:
+      self._names.update(op_name(v) for v in collection[self._indexed:])
+      self._indexed = len(collection)
+      self._last = collection[-1]
+    return self._names
+
+
+_GLOBAL_VARIABLE_NAMES = weakref.WeakKeyDictionary()  # Graph -> its _GlobalVariableNames.
+
+
 def _unique_name(scope, name):
   """`name`, or `name_1`, `name_2`, ... if `<scope>/<name>` is taken by a global variable; in a
   reusing variable scope (`reuse=True` or `AUTO_REUSE`: TF1 towers) `name` itself, so that
   `get_variable` returns the existing variable, as the reference and TensorFlow do."""
   if tf.compat.v1.get_variable_scope().reuse:
     return name
-  taken = {op_name(v) for v in tf.compat.v1.global_variables()}
+  graph = tf.compat.v1.get_default_graph()
+  names = _GLOBAL_VARIABLE_NAMES.get(graph)
+  if names is None:
+    names = _GLOBAL_VARIABLE_NAMES[graph] = _GlobalVariableNames()
+  taken = names.get(graph)
   candidate, index = name, 0
   while "%s/%s" % (scope, candidate) in taken:
     index += 1

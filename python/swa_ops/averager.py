@@ -1,11 +1,14 @@
 """`SWAMovingAverage`: the reference's class, one fused op per variable."""
 import collections
 import contextlib
+import inspect
 import operator
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.checkpoint import restore as tf_restore
 from tensorflow.python.trackable import base
+from tensorflow.python.training import py_checkpoint_reader
 from tensorflow.python.trackable import data_structures
 
 from swa_ops import _backends
@@ -25,6 +28,9 @@ from swa_ops import moving_averages
 _Plan = collections.namedtuple("_Plan", ["values", "groups", "given", "elements"],
                                defaults=[None, None])
 _MAX_EAGER_PLANS = 16
+# CheckpointPosition.restore takes a reader to share (TensorFlow 2.16 to 2.21 do).
+_RESTORE_TAKES_READER = "reader" in inspect.signature(
+    tf_restore.CheckpointPosition.restore).parameters
 
 
 def _same_elements(first, second):
@@ -156,6 +162,8 @@ class SWAMovingAverage(tf.Module):
     self._variable_groups = _groups.VariableGroups()
     self._debias_states = data_structures.NoDependency({})  # _key(tensor) -> (biased, local_step)
     self._dependency_suffixes = data_structures.NoDependency({})  # name -> next suffix to try
+    # (checkpoint read, its reader) while shadows restore from it: see _restore_deferred.
+    self._checkpoint_reader = data_structures.NoDependency((None, None))
 
   @property
   def name(self):
@@ -350,8 +358,11 @@ class SWAMovingAverage(tf.Module):
     """Creates the missing shadows of var_list, in its order."""
     with tf.init_scope():
       _scopes.restart_searches()
-    for var in var_list:
-      self._ensure_shadow(var)
+    try:
+      for var in var_list:
+        self._ensure_shadow(var)
+    finally:
+      self._checkpoint_reader = data_structures.NoDependency((None, None))
 
   def _ensure_shadow(self, var):
     if _key(var) in self._averages:
@@ -361,7 +372,9 @@ class SWAMovingAverage(tf.Module):
     # is held back by TensorFlow and restored into the shadow when it is created here.
     # Variables sharing a name (eager code allows that) get "_1", "_2", ... in apply() order.
     dependency = self._unique_dependency(_state.op_name(var))
+    deferred = self._deferred_dependencies.pop(dependency, ()) if _RESTORE_TAKES_READER else ()
     self._track_trackable(average, name=dependency)
+    self._restore_deferred(deferred, average)
     if isinstance(var, tf.Variable):
       if not tf.executing_eagerly():
         tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.MOVING_AVERAGE_VARIABLES, var)
@@ -371,6 +384,17 @@ class SWAMovingAverage(tf.Module):
       self._track_trackable(state[1], name=dependency + "/local_step")
       self._debias_states[_key(var)] = state
     self._averages[_key(var)] = average
+
+  def _restore_deferred(self, positions, trackable):
+    """Restores into `trackable` the checkpoint positions held back for it (what
+    `_track_trackable` does), with one checkpoint reader per checkpoint read, not one per
+    shadow: opening one reads the checkpoint's whole index, so N shadows cost O(N^2)."""
+    for position in sorted(positions, key=lambda p: p.checkpoint.restore_uid, reverse=True):
+      checkpoint, reader = self._checkpoint_reader
+      if checkpoint is not position.checkpoint:
+        reader = py_checkpoint_reader.NewCheckpointReader(position.checkpoint.save_path_string)
+        self._checkpoint_reader = data_structures.NoDependency((position.checkpoint, reader))
+      position.restore(trackable, reader=reader)
 
   def _pairs(self, var_list, what):
     """(variable, shadow) pairs of var_list (default: every averaged Variable)."""
