@@ -316,17 +316,22 @@ class SWAMovingAverage(tf.Module):
     """The update ops of one group: one grouped op, or one op per variable."""
     with tf.name_scope("AssignMovingAvg"):
       if debiased:
-        decay = self._backend.swa_decay(step)
-        biased, local_steps = zip(*states)
-        if len(group) == 1 or not self._backend.grouped:
-          return [self._backend.debiased(*args, decay, options)
-                  for args in zip(averages, biased, local_steps, group)]
-        return [self._backend.debiased_group(averages, list(biased), list(local_steps), group,
-                                             decay, options)]
+        return self._debiased_updates(self._backend.swa_decay(step), averages, states, group,
+                                      options)
       if len(group) == 1 or not self._backend.grouped:
         return [self._backend.swa(average, var, step, options)
                 for average, var in zip(averages, group)]
       return [self._backend.swa_group(averages, group, step, options)]
+
+  def _debiased_updates(self, decay, averages, states, group, options):
+    """The zero-debiased updates of one group with `decay`: one grouped op, or one per
+    Tensor."""
+    biased, local_steps = zip(*states)
+    if len(group) == 1 or not self._backend.grouped:
+      return [self._backend.debiased(*args, decay, options)
+              for args in zip(averages, biased, local_steps, group)]
+    return [self._backend.debiased_group(averages, list(biased), list(local_steps), group,
+                                         decay, options)]
 
   def _check_average_dtype(self, var):
     """Raises DtypeError naming `var` if its average cannot have dtype average_dtype."""

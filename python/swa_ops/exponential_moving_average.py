@@ -23,6 +23,16 @@ from swa_ops import moving_averages
 _WHAT = "ExponentialMovingAverage"
 
 
+def _has_real_dtype(value):
+  """Whether `value` (a Tensor, Variable, NumPy value, ...) has a float or integer dtype."""
+  dtype = getattr(value, "dtype", None)
+  try:
+    dtype = None if dtype is None else tf.as_dtype(dtype).base_dtype
+  except TypeError:
+    return False
+  return dtype is not None and (dtype.is_floating or dtype.is_integer)
+
+
 def _check_decay(decay):
   """Raises unless `decay` is a Python/NumPy real number in [0, 1] (ArgumentError) or a Tensor
   or Variable of a float or integer dtype (DtypeError); a Tensor's range is checked by the ops
@@ -31,12 +41,7 @@ def _check_decay(decay):
     if not 0.0 <= float(decay) <= 1.0:
       raise _errors.ArgumentError("%s: decay must be in [0, 1], got %r" % (_WHAT, decay))
     return
-  dtype = getattr(decay, "dtype", None)
-  try:
-    dtype = None if dtype is None else tf.as_dtype(dtype).base_dtype
-  except TypeError:
-    dtype = None
-  if dtype is None or not (dtype.is_floating or dtype.is_integer):
+  if not _has_real_dtype(decay):
     raise _errors.DtypeError("%s: decay must be a real number or a float Tensor or Variable, "
                              "got %r" % (_WHAT, decay))
 
@@ -47,12 +52,7 @@ def _check_num_updates(num_updates):
   if num_updates is None or (isinstance(num_updates, numbers.Real)
                               and not isinstance(num_updates, bool)):
     return
-  dtype = getattr(num_updates, "dtype", None)
-  try:
-    dtype = None if dtype is None else tf.as_dtype(dtype).base_dtype
-  except TypeError:
-    dtype = None
-  if dtype is None or not (dtype.is_floating or dtype.is_integer):
+  if not _has_real_dtype(num_updates):
     raise _errors.DtypeError("%s: num_updates must be None, a real number or an integer or "
                              "float Tensor or Variable, got %r" % (_WHAT, num_updates))
 
@@ -183,12 +183,7 @@ class ExponentialMovingAverage(averager.SWAMovingAverage):
     with tf.name_scope("AssignMovingAvg"):
       decay = _decay_for_weight_in(decay, averages[0].dtype.base_dtype)
       if debiased:
-        biased, local_steps = zip(*states)
-        if len(group) == 1 or not self._backend.grouped:
-          return [self._backend.debiased(*args, decay, options)
-                  for args in zip(averages, biased, local_steps, group)]
-        return [self._backend.debiased_group(averages, list(biased), list(local_steps), group,
-                                             decay, options)]
+        return self._debiased_updates(decay, averages, states, group, options)
       if len(group) == 1 or not self._backend.grouped:
         return [self._backend.ema(average, value, decay, options)
                 for average, value in zip(averages, group)]
