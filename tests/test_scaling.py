@@ -244,3 +244,165 @@ def _checkpoint_readers_opened_by_a_deferred_restore(monkeypatch, tmp_path, n):
 def test_a_deferred_restore_opens_the_checkpoint_once_not_once_per_shadow(monkeypatch, tmp_path):
   assert (_checkpoint_readers_opened_by_a_deferred_restore(monkeypatch, tmp_path, 100) ==
           _checkpoint_readers_opened_by_a_deferred_restore(monkeypatch, tmp_path, 10))
+
+
+# --------------------------------------------------------------------------------------------
+# TensorFlow's per-kernel costs: eager execution builds a kernel per distinct set of attributes
+# --------------------------------------------------------------------------------------------
+
+
+def _variable_creating_ops(monkeypatch, update, n, prefix):
+  """The VarHandleOps (their debug names) and the SWANewVariables ops (their sizes) that
+  `update`, the first apply() of n variables of distinct names, runs: eager code builds a kernel
+  for each distinct debug name, or number of inputs."""
+  from tensorflow.python.ops import gen_resource_variable_ops  # pylint: disable=import-outside-toplevel
+  from swa_ops import _ops  # pylint: disable=import-outside-toplevel
+  debug_names, batches = [], []
+  var_handle_op = gen_resource_variable_ops.var_handle_op
+  new_variables = _ops.library.swa_new_variables
+
+  def recorded_handle(*args, **kwargs):
+    debug_names.append(kwargs.get("debug_name"))
+    return var_handle_op(*args, **kwargs)
+
+  def recorded_batch(initial_values, names, **kwargs):
+    batches.append(len(initial_values))
+    return new_variables(initial_values, names, **kwargs)
+
+  variables = [tf.Variable(tf.fill([3], float(i)), name="%s%d" % (prefix, i)) for i in range(n)]
+  swa = swa_ops.SWAMovingAverage(tf.Variable(0, dtype=tf.int64))
+  monkeypatch.setattr(gen_resource_variable_ops, "var_handle_op", recorded_handle)
+  monkeypatch.setattr(_ops.library, "swa_new_variables", recorded_batch)
+  update(swa, variables)
+  monkeypatch.undo()
+  for i, v in enumerate(variables):
+    assert swa.average(v).name == "%s%d/SWAMovingAverage:0" % (prefix, i)
+    np.testing.assert_array_equal(swa.average(v).numpy(), [float(i)] * 3)
+  return debug_names, batches
+
+
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_eager_shadows_are_made_in_batches_not_one_kernel_per_name(monkeypatch, mode):
+  if mode == "eager":
+    update = lambda swa, variables: swa.apply(variables)
+  else:
+    update = lambda swa, variables: tf.function(lambda: (swa.apply(variables), None)[1])()
+  debug_names, batches = _variable_creating_ops(monkeypatch, update, 600, "kernel_" + mode)
+  assert not debug_names, debug_names  # Before: one VarHandleOp (and kernel) per shadow name.
+  assert batches == [256, 256, 88], batches
+
+
+def test_an_error_names_a_shadow_made_in_a_batch():
+  variable = tf.Variable(tf.zeros([3]), name="batch_named")
+  swa = swa_ops.SWAMovingAverage(tf.Variable(0, dtype=tf.int64))
+  swa.apply([variable])
+  from swa_ops import _ops  # pylint: disable=import-outside-toplevel
+  with pytest.raises(tf.errors.InvalidArgumentError, match="'batch_named/SWAMovingAverage"):
+    _ops.swa_assign(swa.average(variable), tf.zeros([4]), 1)
+
+
+def _shadow_attributes(shadow):
+  """What a shadow is, as a user sees it and TensorFlow keeps it (not its handle or id)."""
+  attributes = {key: value for key, value in vars(shadow).items()
+                if key not in ("_handle", "_unique_id", "_handle_name")
+                and not key.startswith("_self_")}  # Trackable's state: set once tracked.
+  return type(shadow), shadow.name, shadow.device, repr(attributes)
+
+
+def test_an_eager_shadow_is_what_slot_creator_makes(monkeypatch):
+  from tensorflow.python.training import slot_creator  # pylint: disable=import-outside-toplevel
+  for dtype, average_dtype in [(tf.float32, None), (tf.float16, tf.float32)]:
+    variable = tf.Variable(tf.constant([1.5, -2.0], dtype), name="w")
+    swa = swa_ops.SWAMovingAverage(tf.Variable(0, dtype=tf.int64), average_dtype=average_dtype,
+                                   name="Avg%s" % dtype.name)
+    swa.apply([variable])
+    ours = swa.average(variable)
+    with tf.compat.v1.variable_scope(None, default_name="w/Other%s" % dtype.name):
+      pass  # Not the same name: compare the rest.
+    initial = tf.cast(variable, average_dtype or dtype)
+    theirs = slot_creator.create_slot(variable, initial, "Avg%s" % dtype.name)
+    assert ours.name == "w/Avg%s:0" % dtype.name and theirs.name == "w/Avg%s_1:0" % dtype.name
+    assert _shadow_attributes(ours)[0] is _shadow_attributes(theirs)[0]
+    assert _shadow_attributes(ours)[2:] == _shadow_attributes(theirs)[2:]
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    assert ours.trainable is False and ours.dtype == (average_dtype or dtype)
+
+
+def test_a_variable_creator_or_custom_getter_still_sees_every_shadow():
+  created, got = [], []
+
+  def creator(next_creator, **kwargs):
+    created.append(kwargs["name"])
+    return next_creator(**kwargs)
+
+  def custom_getter(getter, name, *args, **kwargs):
+    got.append(name)
+    return getter(name, *args, **kwargs)
+
+  variables = [tf.Variable(tf.zeros([2]), name="c%d" % i) for i in range(4)]
+  swa = swa_ops.SWAMovingAverage(tf.Variable(0, dtype=tf.int64))
+  with tf.variable_creator_scope(creator):
+    swa.apply(variables[:2])
+  with tf.compat.v1.variable_scope("outer", custom_getter=custom_getter):
+    swa.apply(variables[2:3])
+  with tf.compat.v1.variable_scope("plain"):  # Named alike without a getter.
+    swa.apply(variables[3:])
+  assert len(created) == 2 and len(got) == 1, (created, got)
+  assert [swa.average(v).name for v in variables] == [
+      "c0/SWAMovingAverage:0", "c1/SWAMovingAverage:0", "outer/c2/SWAMovingAverage:0",
+      "plain/c3/SWAMovingAverage:0"]
+
+
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_a_group_of_many_variables_is_made_of_ops_of_few_inputs(monkeypatch, mode):
+  from swa_ops import _groups, _ops  # pylint: disable=import-outside-toplevel
+  n = 2 * _groups.GROUP_CHUNK + 7
+  inputs = []
+  for op in ("swa_variable_group", "swa_variable_group_concat"):
+    made = getattr(_ops.library, op)
+    monkeypatch.setattr(_ops.library, op,
+                        lambda handles, made=made: inputs.append(len(handles)) or made(handles))
+  rng = np.random.default_rng(7)
+  start = [rng.standard_normal(3) for _ in range(n)]
+  variables = [tf.Variable(value, dtype=tf.float64) for value in start]
+  step = tf.Variable(0, dtype=tf.int64)
+  swa = swa_ops.SWAMovingAverage(step)
+  update = (lambda: swa.apply(variables)) if mode == "eager" else tf.function(
+      lambda: (swa.apply(variables), None)[1])
+  update()
+  later = [rng.standard_normal(3) for _ in range(n)]
+  for v, value in zip(variables, later):
+    v.assign(value)
+  step.assign(1)
+  update()
+  assert inputs and max(inputs) <= _groups.GROUP_CHUNK, inputs
+  for v, first, second in zip(variables, start, later):
+    np.testing.assert_allclose(swa.average(v).numpy(), first + (second - first) / 2.0,
+                               rtol=0, atol=1e-15)
+
+
+def test_joining_groups_refuses_what_is_not_a_group():
+  from swa_ops import _ops  # pylint: disable=import-outside-toplevel
+  variable = tf.Variable(tf.zeros([2]))
+  group = _ops.library.swa_variable_group([variable.handle])
+  with pytest.raises(tf.errors.InvalidArgumentError, match="input 1 must be a variable group"):
+    _ops.library.swa_variable_group_concat([group, variable.handle])
+
+
+def test_making_variables_refuses_names_of_another_length():
+  from swa_ops import _ops  # pylint: disable=import-outside-toplevel
+  with pytest.raises(tf.errors.InvalidArgumentError, match="names must be a vector of 2 names"):
+    _ops.library.swa_new_variables([tf.zeros([2]), tf.zeros([3])], ["a/"], N=2)
+
+
+def test_a_shadow_made_in_a_batch_is_an_ordinary_variable():
+  """Assigned, read, looked up by name (AssignVariableOp), updated copy-on-write."""
+  variable = tf.Variable([1.0, 2.0], name="ordinary")
+  swa = swa_ops.SWAMovingAverage(tf.Variable(1, dtype=tf.int64))
+  swa.apply([variable])
+  shadow = swa.average(variable)
+  shadow.assign([5.0, 7.0])
+  before = shadow.read_value()
+  swa.apply([variable])  # Weight 1/2.
+  np.testing.assert_array_equal(before.numpy(), [5.0, 7.0])
+  np.testing.assert_array_equal(shadow.numpy(), [3.0, 4.5])

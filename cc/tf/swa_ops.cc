@@ -134,6 +134,26 @@ bool RegisterAll() {
                .Attr("N: int >= 1")
                .SetIsStateful()
                .SetShapeFn(tensorflow::shape_inference::ScalarShape));
+  // N new resource variables owned by their handles (as eager code's), initialised to copies of
+  // initial_values and named by `names` (an input, not an attribute: one kernel for any names).
+  Register(OpDefBuilder("SWANewVariables")
+               .Input("initial_values: Tvalues")
+               .Input("names: string")
+               .Output("variables: N * resource")
+               .Attr("Tvalues: list({half, bfloat16, float, double}) >= 1")
+               .Attr("N: int >= 1")
+               .SetIsStateful()
+               .SetShapeFn([](InferenceContext* c) {
+                 for (int i = 0; i < c->num_outputs(); ++i) c->set_output(i, c->Scalar());
+                 return absl::OkStatus();
+               }));
+  // One group of the members of N groups made on the op's device, in order.
+  Register(OpDefBuilder("SWAVariableGroupConcat")
+               .Input("groups: N * resource")
+               .Output("group: resource")
+               .Attr("N: int >= 1")
+               .SetIsStateful()
+               .SetShapeFn(tensorflow::shape_inference::ScalarShape));
   // The group of the resource variables (containers[i], shared_names[i]) of the op's device, as
   // their VarHandleOps name them: SWAVariableGroup for graphs that run many times (TF1
   // sessions), without a handle input per variable. Made at the op's first run and kept by it.

@@ -73,6 +73,35 @@ class VariableGroupOp : public tensorflow::OpKernel {
   }
 };
 
+// The members of N groups, in order, as one group: eager execution builds a kernel for each
+// distinct number of inputs, at a cost that grows faster than that number, so a group of many
+// variables is made from groups of a few hundred joined by this op.
+class VariableGroupConcatOp : public tensorflow::OpKernel {
+ public:
+  using OpKernel::OpKernel;
+
+  void Compute(OpKernelContext* ctx) override {
+    const std::string& device = ctx->device()->attributes().name();
+    std::vector<ResourceHandle> handles;
+    for (int index = 0; index < ctx->num_inputs(); ++index) {
+      tensorflow::core::RefCountPtr<VariableGroup> group;
+      OP_REQUIRES_OK(ctx, GroupInput(ctx, index, &group));
+      const std::string& group_device = tensorflow::HandleFromInput(ctx, index).device();
+      OP_REQUIRES(ctx, group_device == device,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      type_string(), " '", name(), "': group ", index, " was made on ",
+                      group_device, " but the joined group is made on ", device,
+                      ": a group holds the variables of one device")));
+      for (int member = 0; member < group->size(); ++member) {
+        handles.push_back(group->handle(member));
+      }
+    }
+    tensorflow::Tensor group;
+    OP_REQUIRES_OK(ctx, NewGroupTensor(ctx, std::move(handles), &group));
+    ctx->set_output(0, group);
+  }
+};
+
 // The group is made once per kernel (per graph and session) and its handle output at every run:
 // the group looks its members up at the first update and again only if one is deleted.
 class VariableGroupByNameOp : public tensorflow::OpKernel {
@@ -106,8 +135,10 @@ class VariableGroupByNameOp : public tensorflow::OpKernel {
   tensorflow::Tensor group_ TF_GUARDED_BY(mu_);
 };
 
-#define SWA_REGISTER_GROUP_OPS(DEVICE)                                                          \
-  REGISTER_KERNEL_BUILDER(Name("SWAVariableGroup").Device(DEVICE), VariableGroupOp);           \
+#define SWA_REGISTER_GROUP_OPS(DEVICE)                                                     \
+  REGISTER_KERNEL_BUILDER(Name("SWAVariableGroup").Device(DEVICE), VariableGroupOp);      \
+  REGISTER_KERNEL_BUILDER(Name("SWAVariableGroupConcat").Device(DEVICE),                  \
+                          VariableGroupConcatOp);                                         \
   REGISTER_KERNEL_BUILDER(Name("SWAVariableGroupByName").Device(DEVICE), VariableGroupByNameOp)
 
 SWA_REGISTER_GROUP_OPS(tensorflow::DEVICE_CPU);

@@ -34,7 +34,7 @@ class _VariableGroup(resource.CapturableResource):
     self.members = list(variables)
 
   def _create_resource(self):
-    return _ops.library.swa_variable_group([variable.handle for variable in self.members])
+    return make_group([variable.handle for variable in self.members])
 
   def _deserialization_dependencies(self, children):
     # Saved and restored after the variables, which _export_to_saved_model_graph maps.
@@ -47,6 +47,22 @@ class _VariableGroup(resource.CapturableResource):
     object_map[self] = exported
     tensor_map[self.resource_handle] = exported._resource_handle  # pylint: disable=protected-access
     return [self.resource_handle]
+
+
+# Eager execution builds a kernel for each distinct number of inputs an op is given, at a cost
+# that grows faster than that number (over a second for one op of 10,000 inputs): a group is made
+# of groups of at most this many variables, joined by SWAVariableGroupConcat.
+GROUP_CHUNK = 256
+
+
+def make_group(handles):
+  """The SWAVariableGroup of the variable handles `handles` (of one device)."""
+  groups = [_ops.library.swa_variable_group(handles[start:start + GROUP_CHUNK])
+            for start in range(0, len(handles), GROUP_CHUNK)]
+  while len(groups) > 1:
+    groups = [_ops.library.swa_variable_group_concat(groups[start:start + GROUP_CHUNK])
+              for start in range(0, len(groups), GROUP_CHUNK)]
+  return groups[0]
 
 
 _MAX_RECENT = 64

@@ -74,7 +74,8 @@ library = _load_library()
 UPDATE_OPS = ("SWAAssign", "EMAAssign", "DebiasedEMA")
 RAW_OP_NAMES = tuple(name + variant for name in UPDATE_OPS
                      for variant in ("", "Variable", "Ref", "N", "NVariable", "Group")) + (
-                         "SwapVariablesN", "AllFinite", "SWAVariableGroup")
+                         "SwapVariablesN", "AllFinite", "SWAVariableGroup",
+                         "SWAVariableGroupConcat", "SWANewVariables")
 for _name in RAW_OP_NAMES:
   tf_ops.NotDifferentiable(_name)
 

@@ -37,7 +37,7 @@ class _ScopeIndex:
   """
 
   def __init__(self, store):
-    self._store = store
+    self.store = store
     self._counts = None
     self._indexed = 0  # How many of self._counts' names are in self._parents.
     self._parents = set()
@@ -45,7 +45,7 @@ class _ScopeIndex:
 
   def update(self):
     """Catches up with the store's counts."""
-    counts = self._store.variable_scopes_count
+    counts = self.store.variable_scopes_count
     if counts is not self._counts or len(counts) < self._indexed:
       self._counts, self._indexed, self._parents, self._resume = counts, 0, set(), {}
     if len(counts) > self._indexed:
@@ -57,7 +57,7 @@ class _ScopeIndex:
   def opened(self, scope_name):
     """Indexes `scope_name`, just opened: the one name its opening added, if any, when the
     index was up to date before."""
-    if self._counts is self._store.variable_scopes_count and len(self._counts) == self._indexed + 1:
+    if self._counts is self.store.variable_scopes_count and len(self._counts) == self._indexed + 1:
       self._parents.update(_parents(scope_name))
       self._indexed += 1
 
@@ -68,7 +68,7 @@ class _ScopeIndex:
     """`_get_unique_variable_scope(prefix)`: `prefix`, or `prefix_<k>` with the smallest k >= 1
     whose scope is not counted, in the current variable scope."""
     self.update()
-    current = self._store.current_scope.name
+    current = self.store.current_scope.name
     name = current + "/" + prefix if current else prefix
     counted = self._counts.get
     if not counted(name, 0):
@@ -83,7 +83,7 @@ class _ScopeIndex:
     """`close_variable_subscopes(scope_name)`, walking the counts only if it has subscopes."""
     self.update()
     if scope_name + "/" in self._parents:
-      self._store.close_variable_subscopes(scope_name)
+      self.store.close_variable_subscopes(scope_name)
       self.restart_searches()
 
 
@@ -130,3 +130,17 @@ def open_scope(name, unique):
     scope_name = index.unique_name(name) if unique else name
     with _PureScope(index, scope_name, name_scope) as scope:
       yield scope
+
+
+def claim_unique_scope(name):
+  """The full name of the scope `open_scope(name, unique=True)` would open, counted as opened and
+  then left, without opening it: for eager code, where the name scope it would enter changes
+  nothing (eager name scopes are not counted) and nothing else is created in it."""
+  index = _index()
+  current = index.store.current_scope.name
+  relative = index.unique_name(name)
+  scope_name = current + "/" + relative if current else relative
+  index.store.open_variable_scope(scope_name)
+  index.opened(scope_name)
+  index.close_subscopes(scope_name)
+  return scope_name

@@ -2,7 +2,12 @@
 import weakref
 
 import tensorflow as tf
+from tensorflow.python.eager.polymorphic_function import polymorphic_function
+from tensorflow.python.framework import ops as tf_ops
 from tensorflow.python.ops import control_flow_util
+from tensorflow.python.ops import gen_resource_variable_ops
+from tensorflow.python.ops import handle_data_util
+from tensorflow.python.ops import resource_variable_ops
 from tensorflow.python.training import slot_creator
 
 from swa_ops import _ops
@@ -71,6 +76,92 @@ def _create_slot(primary, initial, name, colocate, shape=None, dtype=None):
       return slot_creator._create_slot_var(primary, initial, "", validate_shape, shape, dtype)
     with tf.distribute.get_strategy().extended.colocate_vars_with(primary):
       return slot_creator._create_slot_var(primary, initial, "", validate_shape, shape, dtype)
+
+
+def _is_function_variable_creator(creator):
+  """Whether `creator` is the one tf.function installs to record the variables its first call
+  creates (in eager code under init_scope it creates a plain ResourceVariable)."""
+  return (getattr(creator, "__name__", None) == "variable_capturing_scope" and
+          getattr(creator, "__module__", None) == polymorphic_function.__name__)
+
+
+def _plain_eager_context():
+  """Whether `slot_creator` would create shadows of resource variables here as plain eager
+  ResourceVariables: eager, no distribution strategy, no variable creator but tf.function's, and
+  nothing in the variable scope that `get_variable` applies (custom getter, caching device,
+  regularizer, constraint)."""
+  if not tf.executing_eagerly() or tf.distribute.has_strategy():
+    return False
+  creators = tf_ops.get_default_graph()._variable_creator_stack  # pylint: disable=protected-access
+  if not all(_is_function_variable_creator(creator) for _, creator in creators):
+    return False
+  scope = tf.compat.v1.get_variable_scope()
+  return (scope.custom_getter is None and scope.caching_device is None and
+          scope.regularizer is None and scope.constraint is None)
+
+
+# Shadows per SWANewVariables op: eager execution builds a kernel per distinct number of inputs.
+_NEW_VARIABLES_CHUNK = 256
+
+
+def create_eager_shadows(variables, name, dtype=None):
+  """The shadows of `variables` (distinct), as `create_shadow` makes them one by one, made by one
+  SWANewVariables op per few hundred; None (none made) unless each would be a plain eager
+  ResourceVariable on one CPU device (`_plain_eager_context`). Call under tf.init_scope().
+
+  The shadows are what `slot_creator` makes, named alike (the same scope names, claimed in the
+  same order), their handles named as TensorFlow names an eager variable's (the shadow's name
+  and a number), without TensorFlow's kernel per name (VarHandleOp's debug name is an
+  attribute): most of the time of making thousands of shadows one by one."""
+  if not variables or not _plain_eager_context():
+    return None
+  device = variables[0].device
+  # pylint: disable=protected-access
+  if (tf.DeviceSpec.from_string(device).device_type not in (None, "CPU") or
+      any(not isinstance(v, resource_variable_ops.BaseResourceVariable) or v._save_slice_info
+          or v.device != device for v in variables)):
+    return None
+  dtypes = [dtype or v.dtype.base_dtype for v in variables]
+  if any(d not in _ops.SUPPORTED_DTYPES for d in dtypes):
+    return None
+  names = [_scopes.claim_unique_scope(v._shared_name + "/" + name) for v in variables]
+  handle_data = {}
+  shadows = []
+  with tf.device(device):
+    for start in range(0, len(variables), _NEW_VARIABLES_CHUNK):
+      chunk = range(start, min(start + _NEW_VARIABLES_CHUNK, len(variables)))
+      initial = []
+      for i in chunk:
+        value = gen_resource_variable_ops.read_variable_op(variables[i].handle,
+                                                           variables[i].dtype)
+        initial.append(value if dtypes[i] == value.dtype else tf.cast(value, dtypes[i]))
+      # The debug names VarHandleOp gets (the name scope, with its "/"): the handle names are
+      # then "<shadow name>/<number>", as TensorFlow's.
+      handles = _ops.library.swa_new_variables(
+          initial, [n + "/" for n in names[chunk.start:chunk.stop]], N=len(chunk))
+      for i, value, handle in zip(chunk, initial, handles):
+        key = (value.shape, value.dtype)
+        if key not in handle_data:
+          handle_data[key] = handle_data_util.create_handle_data(*key)
+        shadows.append(_variable_of_handle(handle, handle_data[key], *key, names[i]))
+  return shadows
+
+
+def _variable_of_handle(handle, handle_data, shape, dtype, handle_name):
+  """The eager ResourceVariable `handle_name` of `handle` (non-trainable), as `tf.Variable`
+  makes it around the handle of a new variable."""
+  # pylint: disable=protected-access
+  resource_variable_ops._set_handle_shapes_and_types(handle, handle_data, graph_mode=False)
+  variable = resource_variable_ops.ResourceVariable.__new__(
+      resource_variable_ops.ResourceVariable)
+  unique_id = "%s_%d" % (handle_name, tf_ops.uid())
+  handle._parent_trackable = weakref.ref(variable)
+  handle._name = handle_name + ":0"
+  handle._unique_id = unique_id
+  resource_variable_ops.BaseResourceVariable.__init__(
+      variable, trainable=False, shape=shape, dtype=dtype, handle=handle,
+      name=handle_name + "/", unique_id=unique_id, handle_name=handle_name, in_graph_mode=False)
+  return variable
 
 
 class _GlobalVariableNames:

@@ -435,8 +435,7 @@ class SWA(_keras_compat.Callback):
       # starts at its weight's value when created (at the first snapshot), so after a skipped
       # first snapshot it holds the non-finite value: while k == 0 the shadows are set to the
       # weights first, and the k = 0 update (weight 1) then leaves them exactly the weights.
-      for var in variables:
-        averager._ensure_shadow(var)  # pylint: disable=protected-access
+      averager._ensure_shadows(variables)  # pylint: disable=protected-access
       if tf.executing_eagerly():
         if int(count.numpy()) == 0:
           reset_shadows()
