@@ -49,19 +49,15 @@ class _VariableGroup(resource.CapturableResource):
     return [self.resource_handle]
 
 
-# Eager execution builds a kernel for each distinct number of inputs an op is given, at a cost
-# that grows faster than that number (over a second for one op of 10,000 inputs): a group is made
-# of groups of at most this many variables, joined by SWAVariableGroupConcat.
-GROUP_CHUNK = 256
-
-
 def make_group(handles):
-  """The SWAVariableGroup of the variable handles `handles` (of one device)."""
-  groups = [_ops.library.swa_variable_group(handles[start:start + GROUP_CHUNK])
-            for start in range(0, len(handles), GROUP_CHUNK)]
+  """The SWAVariableGroup of the variable handles `handles` (of one device): made of groups of
+  at most _ops.MAX_VARIABLES_PER_EAGER_OP, joined by SWAVariableGroupConcat."""
+  chunk = _ops.MAX_VARIABLES_PER_EAGER_OP
+  groups = [_ops.library.swa_variable_group(handles[start:start + chunk])
+            for start in range(0, len(handles), chunk)]
   while len(groups) > 1:
-    groups = [_ops.library.swa_variable_group_concat(groups[start:start + GROUP_CHUNK])
-              for start in range(0, len(groups), GROUP_CHUNK)]
+    groups = [_ops.library.swa_variable_group_concat(groups[start:start + chunk])
+              for start in range(0, len(groups), chunk)]
   return groups[0]
 
 

@@ -79,6 +79,12 @@ RAW_OP_NAMES = tuple(name + variant for name in UPDATE_OPS
 for _name in RAW_OP_NAMES:
   tf_ops.NotDifferentiable(_name)
 
+# Eager execution builds a kernel for each distinct number of inputs or outputs an op runs with,
+# at a cost that grows faster than that number (over a second for one op of 10,000 inputs): the
+# ops that take or make many variables at once (SWAVariableGroup, SWAVariableGroupConcat,
+# SWANewVariables) are given at most this many at a time.
+MAX_VARIABLES_PER_EAGER_OP = 256
+
 SUPPORTED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 STEP_DTYPES = (tf.int32, tf.int64, tf.float32, tf.float64)
 

@@ -100,14 +100,11 @@ def _plain_eager_context():
           scope.regularizer is None and scope.constraint is None)
 
 
-# Shadows per SWANewVariables op: eager execution builds a kernel per distinct number of inputs.
-_NEW_VARIABLES_CHUNK = 256
-
-
 def create_eager_shadows(variables, name, dtype=None):
   """The shadows of `variables` (distinct), as `create_shadow` makes them one by one, made by one
-  SWANewVariables op per few hundred; None (none made) unless each would be a plain eager
-  ResourceVariable on one CPU device (`_plain_eager_context`). Call under tf.init_scope().
+  SWANewVariables op per _ops.MAX_VARIABLES_PER_EAGER_OP; None (none made) unless each would be
+  a plain eager ResourceVariable on one CPU device (`_plain_eager_context`). Call under
+  tf.init_scope().
 
   The shadows are what `slot_creator` makes, named alike (the same scope names, claimed in the
   same order), their handles named as TensorFlow names an eager variable's (the shadow's name
@@ -128,8 +125,8 @@ def create_eager_shadows(variables, name, dtype=None):
   handle_data = {}
   shadows = []
   with tf.device(device):
-    for start in range(0, len(variables), _NEW_VARIABLES_CHUNK):
-      chunk = range(start, min(start + _NEW_VARIABLES_CHUNK, len(variables)))
+    for start in range(0, len(variables), _ops.MAX_VARIABLES_PER_EAGER_OP):
+      chunk = range(start, min(start + _ops.MAX_VARIABLES_PER_EAGER_OP, len(variables)))
       initial = []
       for i in chunk:
         value = gen_resource_variable_ops.read_variable_op(variables[i].handle,

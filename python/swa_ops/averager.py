@@ -164,7 +164,6 @@ class SWAMovingAverage(tf.Module):
     self._dependency_suffixes = data_structures.NoDependency({})  # name -> next suffix to try
     # (checkpoint read, its reader) while shadows restore from it: see _restore_deferred.
     self._checkpoint_reader = data_structures.NoDependency((None, None))
-    self._made_shadows = data_structures.NoDependency({})  # By _ensure_shadows, for _ensure_shadow.
 
   @property
   def name(self):
@@ -367,19 +366,18 @@ class SWAMovingAverage(tf.Module):
       missing = {_key(var): var for var in var_list if _key(var) not in self._averages}
       made = _state.create_eager_shadows(list(missing.values()), self._name,
                                          self._average_dtype) if missing else None
-      self._made_shadows = data_structures.NoDependency(
-          dict(zip(missing, made)) if made is not None else {})
+      made = dict(zip(missing, made)) if made is not None else {}
     try:
       for var in var_list:
-        self._ensure_shadow(var)
+        self._ensure_shadow(var, made.get(_key(var)))
     finally:
       self._checkpoint_reader = data_structures.NoDependency((None, None))
-      self._made_shadows = data_structures.NoDependency({})
 
-  def _ensure_shadow(self, var):
+  def _ensure_shadow(self, var, average=None):
+    """Tracks (and registers) the shadow of `var` unless it has one: `average`, made beforehand
+    (`_state.create_eager_shadows`), or one made here."""
     if _key(var) in self._averages:
       return
-    average = self._made_shadows.pop(_key(var), None)
     if average is None:
       average = _state.create_shadow(var, self._name, self._average_dtype)
     # Checkpoint dependency "<averaged op name>": a checkpoint restored before the first apply()

@@ -189,14 +189,14 @@ class ExponentialMovingAverage(averager.SWAMovingAverage):
                 for average, value in zip(averages, group)]
       return [self._backend.ema_group(averages, group, decay, options)]
 
-  def _ensure_shadow(self, var):
+  def _ensure_shadow(self, var, average=None):
     """Creates `var`'s shadow as SWAMovingAverage does; then, as TensorFlow does, copies the
     variable's XLA sharding to it (graph mode) and in eager code lists the variable in
     MOVING_AVERAGE_VARIABLES too."""
     key = averager._key(var)  # pylint: disable=protected-access
     if key in self._averages:
       return
-    super()._ensure_shadow(var)
+    super()._ensure_shadow(var, average)
     average = self._averages[key]
     if tf.executing_eagerly():  # Inside tf.function both go to the function graph's collection.
       if isinstance(var, tf.Variable):
