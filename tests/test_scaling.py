@@ -177,6 +177,13 @@ def test_a_later_eager_apply_of_the_same_list_makes_no_python_call_per_variable(
   assert _later_apply_calls(counts, 1000, make_list) == _later_apply_calls(counts, 100, make_list)
 
 
+def test_the_eager_list_check_reads_no_element():
+  """The same list again is recognised by comparing item pointers in C++ (swa_ops.kernels),
+  not by a Python loop that takes a reference to each of thousands of variables."""
+  from swa_ops import averager, kernels  # pylint: disable=import-outside-toplevel
+  assert averager._same_elements is kernels._same_objects
+
+
 def test_a_list_changed_in_place_between_eager_applies_is_averaged_as_it_is_now():
   variables = [tf.Variable(tf.fill([2], float(i))) for i in range(4)]
   step = tf.Variable(0, dtype=tf.int64)
