@@ -559,17 +559,12 @@ class MovingAverageOp : public OpKernel {
     };
     if (members != nullptr) {
       const std::vector<int>& order = members->lock_order;
-      for (size_t j = 0; j < order.size(); ++j) {
-        if (j + kPrefetchAhead < order.size()) PrefetchVar(var_of(order[j + kPrefetchAhead]));
-        TF_RETURN_IF_ERROR(request(order[j]));
-      }
-    } else {
-      for (int k = 0; k < count; ++k) {
-        if (k + kPrefetchAhead < count) PrefetchVar(var_of(k + kPrefetchAhead));
-        TF_RETURN_IF_ERROR(request(k));
-      }
+      return VisitPrefetched(
+          static_cast<int64_t>(order.size()), [&](int64_t j) { PrefetchVar(var_of(order[j])); },
+          [&](int64_t j) { return request(order[j]); });
     }
-    return absl::OkStatus();
+    return VisitPrefetched(
+        count, [&](int64_t k) { PrefetchVar(var_of(k)); }, [&](int64_t k) { return request(k); });
   }
 
   // Where an op's variables and scalars are. Variable `index` < kLists * n is the one updated
@@ -638,21 +633,19 @@ class MovingAverageOp : public OpKernel {
       std::vector<Tensor*> state(kLists * n);
       std::vector<Tensor> references;
       if (ctx->input_is_ref(0)) references.resize(kLists * n);
-      for (int i = 0; i < n; ++i) {
-        if (i + kPrefetchAhead < n) {
-          PrefetchVar(value_vars[i + kPrefetchAhead].get());
-          for (int list = 0; list < kLists; ++list) {
-            PrefetchVar(state_vars[list * n + i + kPrefetchAhead].get());
-          }
-        }
-        OP_REQUIRES_OK(ctx, ReadValue<Device>(ctx, value_begin + i, value_vars[i].get(),
-                                              DataTypeToEnum<V>::value, &copies, &values[i]));
+      auto prefetch = [&](int64_t i) {
+        PrefetchVar(value_vars[i].get());
+        for (int list = 0; list < kLists; ++list) PrefetchVar(state_vars[list * n + i].get());
+      };
+      auto check_and_read = [&](int64_t i) -> absl::Status {
+        TF_RETURN_IF_ERROR(ReadValue<Device>(ctx, value_begin + i, value_vars[i].get(),
+                                             DataTypeToEnum<V>::value, &copies, &values[i]));
         PrefetchBuffer(values[i]);
         for (int list = 0; list < kLists; ++list) {
           const int index = list * n + i;
           tensorflow::Var* var = state_vars[index].get();
-          OP_REQUIRES_OK(ctx, CheckLockedVariableInput(ctx, index, var, DataTypeToEnum<T>::value,
-                                                       kStateRoles[list], use_locking_));
+          TF_RETURN_IF_ERROR(CheckLockedVariableInput(ctx, index, var, DataTypeToEnum<T>::value,
+                                                      kStateRoles[list], use_locking_));
           if (var != nullptr) {
             state[index] = var->tensor();
             PrefetchBuffer(state[index]);  // For Update, which reads the data pointers.
@@ -661,13 +654,15 @@ class MovingAverageOp : public OpKernel {
             state[index] = &references[index];
           }
           const bool is_local_step = list == 2;
-          OP_REQUIRES_OK(ctx, CheckShape(ctx, index, *state[index],
-                                         is_local_step ? tensorflow::TensorShape()
-                                                       : values[i]->shape(),
-                                         kStateRoles[list],
-                                         is_local_step ? "it must be a scalar:" : "the value has"));
+          TF_RETURN_IF_ERROR(CheckShape(ctx, index, *state[index],
+                                        is_local_step ? tensorflow::TensorShape()
+                                                      : values[i]->shape(),
+                                        kStateRoles[list],
+                                        is_local_step ? "it must be a scalar:" : "the value has"));
         }
-      }
+        return absl::OkStatus();
+      };
+      OP_REQUIRES_OK(ctx, VisitPrefetched(n, prefetch, check_and_read));
       if (!references.empty()) OP_REQUIRES_OK(ctx, CheckDistinctBuffers(ctx, state, values, n));
       if (!scalars.skip) Update<T, V>(ctx, scalars, state, values);
       if (n == 1 && !from_group_) ForwardRefOutput(ctx, 0, 0);
@@ -682,34 +677,39 @@ class MovingAverageOp : public OpKernel {
     OP_REQUIRES_OK(ctx, device.Init(ctx));
     if constexpr (kLists == 1) {
       std::vector<MovingAverageSegment<T, V>> segments(n);
-      for (int i = 0; i < n; ++i) {
-        if (i + kPrefetchAhead < n) {
-          PrefetchBuffer(state[i + kPrefetchAhead]);
-          PrefetchBuffer(values[i + kPrefetchAhead]);
-        }
-        segments[i] = {CheckedData<T>(state[i]), CheckedData<V>(values[i]),
-                       values[i]->NumElements()};
-      }
+      VisitPrefetched(
+          n,
+          [&](int64_t i) {
+            PrefetchBuffer(state[i]);
+            PrefetchBuffer(values[i]);
+          },
+          [&](int64_t i) {
+            segments[i] = {CheckedData<T>(state[i]), CheckedData<V>(values[i]),
+                           values[i]->NumElements()};
+            return absl::OkStatus();
+          });
       functor::MovingAverageUpdate<Device, T, V>()(device.get(), segments.data(), n,
                                                    scalars.weight);
     } else {
       using C = typename ComputeType<T>::type;
       std::vector<DebiasedSegment<T, V>> segments(n);
       std::vector<T> new_steps(n);
-      for (int i = 0; i < n; ++i) {
+      auto prefetch = [&](int64_t i) {
+        PrefetchBuffer(state[i]);
+        PrefetchBuffer(state[n + i]);
+        PrefetchBuffer(values[i]);
+      };
+      auto segment = [&](int64_t i) -> absl::Status {
         T step;
-        OP_REQUIRES_OK(ctx, device.CopyToHost(*state[2 * n + i], &step));
+        TF_RETURN_IF_ERROR(device.CopyToHost(*state[2 * n + i], &step));
         new_steps[i] = static_cast<T>(static_cast<C>(step) + C(1));
         const double local_step = static_cast<double>(static_cast<C>(new_steps[i]));
-        if (i + kPrefetchAhead < n) {
-          PrefetchBuffer(state[i + kPrefetchAhead]);
-          PrefetchBuffer(state[n + i + kPrefetchAhead]);
-          PrefetchBuffer(values[i + kPrefetchAhead]);
-        }
         segments[i] = {CheckedData<T>(state[i]), CheckedData<T>(state[n + i]),
                        CheckedData<V>(values[i]), values[i]->NumElements(),
                        1.0 - std::pow(scalars.decay, local_step)};
-      }
+        return absl::OkStatus();
+      };
+      OP_REQUIRES_OK(ctx, VisitPrefetched(n, prefetch, segment));
       functor::DebiasedMovingAverageUpdate<Device, T, V>()(device.get(), segments.data(), n,
                                                            scalars.weight);
       for (int i = 0; i < n; ++i) {

@@ -139,26 +139,31 @@ OrderedLocks::OrderedLocks(std::vector<LockRequest> requests) : held_(std::move(
     }
   }
   held_.resize(kept);
-  for (size_t i = 0; i < held_.size(); ++i) {
-    if (i + kPrefetchAhead < held_.size()) __builtin_prefetch(held_[i + kPrefetchAhead].mu, 1);
-    const LockRequest& request = held_[i];
-    if (request.exclusive) {
-      request.mu->lock();
-    } else {
-      request.mu->lock_shared();
-    }
-  }
+  VisitPrefetched(
+      static_cast<int64_t>(held_.size()), [&](int64_t i) { __builtin_prefetch(held_[i].mu, 1); },
+      [&](int64_t i) {
+        if (held_[i].exclusive) {
+          held_[i].mu->lock();
+        } else {
+          held_[i].mu->lock_shared();
+        }
+        return absl::OkStatus();
+      });
 }
 
 OrderedLocks::~OrderedLocks() {
-  for (auto it = held_.rbegin(); it != held_.rend(); ++it) {
-    if (held_.rend() - it > kPrefetchAhead) __builtin_prefetch(it[kPrefetchAhead].mu, 1);
-    if (it->exclusive) {
-      it->mu->unlock();
-    } else {
-      it->mu->unlock_shared();
-    }
-  }
+  const int64_t count = static_cast<int64_t>(held_.size());
+  auto from_last = [&](int64_t k) -> const LockRequest& { return held_[count - 1 - k]; };
+  VisitPrefetched(
+      count, [&](int64_t k) { __builtin_prefetch(from_last(k).mu, 1); },
+      [&](int64_t k) {
+        if (from_last(k).exclusive) {
+          from_last(k).mu->unlock();
+        } else {
+          from_last(k).mu->unlock_shared();
+        }
+        return absl::OkStatus();
+      });
 }
 
 template <>

@@ -86,11 +86,23 @@ absl::Status ShareVariableTensor(tensorflow::OpKernelContext* ctx, int index, te
 // A pass asks for the memory of the variable kPrefetchAhead places ahead of the one it visits.
 constexpr int kPrefetchAhead = 16;
 
-// The fields of `var` an op reads: its flags, mutex and tensor (bytes 24 to 63 of a Var).
-inline void PrefetchVar(const tensorflow::Var* var) {
+// Calls visit(k) for k in [0, count), each after prefetch(k + kPrefetchAhead) where that is
+// below count; stops at the first error visit returns, and returns it.
+template <typename Prefetch, typename Visit>
+absl::Status VisitPrefetched(int64_t count, const Prefetch& prefetch, const Visit& visit) {
+  for (int64_t k = 0; k < count; ++k) {
+    if (k + kPrefetchAhead < count) prefetch(k + kPrefetchAhead);
+    absl::Status status = visit(k);
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+// The fields of `var` an op reads: its flags, mutex and tensor (one or two cache lines).
+inline void PrefetchVar(tensorflow::Var* var) {
   if (var == nullptr) return;
-  __builtin_prefetch(reinterpret_cast<const char*>(var) + 24);
-  __builtin_prefetch(reinterpret_cast<const char*>(var) + 63);
+  __builtin_prefetch(&var->is_initialized);
+  __builtin_prefetch(reinterpret_cast<const char*>(var->tensor() + 1) - 1);
 }
 
 // The buffer object of `tensor` (which holds its data pointer).
