@@ -1537,17 +1537,19 @@ class Pairs:
   """GROUP (first, second) pairs of float32 variables: first[i] = INITIAL + i, second[i] =
   VALUE + i."""
 
-  def __init__(self, mode, prefix="s"):
-    self.mode, self.prefix = mode, prefix
+  def __init__(self, mode, prefix="s", variant="n"):
+    self.mode, self.prefix, self.variant = mode, prefix, variant
     self.first = [mode.variable((INITIAL + i).astype(np.float32), "%s_first%d" % (prefix, i))
                   for i in range(GROUP)]
     self.second = [mode.variable(_member_value(i), "%s_second%d" % (prefix, i))
                    for i in range(GROUP)]
 
   def build(self, first=None, second=None, T=tf.float32):
-    return library.swap_variables_n(
-        [v.handle for v in self.first] if first is None else first,
-        [v.handle for v in self.second] if second is None else second, T=T)
+    first = [v.handle for v in self.first] if first is None else first
+    second = [v.handle for v in self.second] if second is None else second
+    if self.variant == "group":  # SwapVariablesGroup: the pairs as one group.
+      return library.swap_variables_group(library.swa_variable_group(first + second), T=T)
+    return library.swap_variables_n(first, second, T=T)
 
   def assert_holds(self, first, second):
     for i in range(GROUP):
@@ -1675,13 +1677,17 @@ def _(p):
 
 @swap_case("lists-of-different-lengths")
 def _(p):
-  return Bad(lambda: p.build(second=[v.handle for v in p.second[:GROUP - 1]]),
-             AtBuild(ValueError), ["match"])
+  build = lambda: p.build(second=[v.handle for v in p.second[:GROUP - 1]])
+  if p.variant == "group":  # One group of an odd number of variables.
+    return Bad(build, tf.errors.InvalidArgumentError,
+               ["holds %d variables" % (2 * GROUP - 1), "two lists of one length"])
+  return Bad(build, AtBuild(ValueError), ["match"])
 
 
+@pytest.mark.parametrize("variant", ["n", "group"])
 @pytest.mark.parametrize("case", list(SWAP_CASES))
-def test_swap_variables_bad_input(any_mode, case):
-  p = Pairs(any_mode)
+def test_swap_variables_bad_input(any_mode, case, variant):
+  p = Pairs(any_mode, variant=variant)
   bad = SWAP_CASES[case](p)
   with expect_error(_resolve(bad.error, any_mode), *bad.fragments):
     any_mode.run(bad.build)

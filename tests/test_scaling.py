@@ -386,6 +386,40 @@ def test_a_group_of_many_variables_is_made_of_ops_of_few_inputs(monkeypatch, mod
                                rtol=0, atol=1e-15)
 
 
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_swapping_many_variables_is_one_op_of_one_input(monkeypatch, mode):
+  """swap_weights and averaged_weights run SwapVariablesGroup on a group made once, not
+  SwapVariablesN with two inputs per pair (a kernel per number of pairs in eager code)."""
+  from swa_ops import _ops  # pylint: disable=import-outside-toplevel
+  n = 2 * _ops.MAX_VARIABLES_PER_EAGER_OP + 7
+  calls = {"groups": [], "swaps": 0}
+  made = _ops.library.swa_variable_group
+  monkeypatch.setattr(_ops.library, "swa_variable_group",
+                      lambda handles: calls["groups"].append(len(handles)) or made(handles))
+  monkeypatch.setattr(_ops.library, "swap_variables_n", None)  # Not called.
+  variables = [tf.Variable([float(i), -i]) for i in range(n)]
+  swa = swa_ops.SWAMovingAverage(0)
+  swa.apply(variables)
+  for i, v in enumerate(variables):
+    v.assign([i + 0.5, 7.0])
+  swap = (lambda: swa.swap_weights(variables)) if mode == "eager" else tf.function(
+      lambda: (swa.swap_weights(variables), None)[1])
+  groups_before = len(calls["groups"])
+  swap()
+  made_for_swap = calls["groups"][groups_before:]
+  assert sum(made_for_swap) == 2 * n and max(made_for_swap) <= _ops.MAX_VARIABLES_PER_EAGER_OP
+  for i, v in enumerate(variables):
+    np.testing.assert_array_equal(v.numpy(), [float(i), -i])
+    np.testing.assert_array_equal(swa.average(v).numpy(), [i + 0.5, 7.0])
+  swap()
+  with swa.averaged_weights(variables):
+    np.testing.assert_array_equal(variables[-1].numpy(), [n - 1.0, 1.0 - n])
+  assert len(calls["groups"]) == groups_before + len(made_for_swap)  # The group made once.
+  for i, v in enumerate(variables):
+    np.testing.assert_array_equal(v.numpy(), [i + 0.5, 7.0])
+    np.testing.assert_array_equal(swa.average(v).numpy(), [float(i), -i])
+
+
 def test_joining_groups_refuses_what_is_not_a_group():
   from swa_ops import _ops  # pylint: disable=import-outside-toplevel
   variable = tf.Variable(tf.zeros([2]))

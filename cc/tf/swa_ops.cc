@@ -178,6 +178,12 @@ bool RegisterAll() {
                .Attr("N: int >= 1")
                .SetIsStateful()
                .SetShapeFn([](InferenceContext*) { return absl::OkStatus(); }));
+  // SwapVariablesN on the 2N members of a SWAVariableGroup: the first N, then the second N.
+  Register(OpDefBuilder("SwapVariablesGroup")
+               .Input("pairs: resource")
+               .Attr("T: {half, bfloat16, float, double}")
+               .SetIsStateful()
+               .SetShapeFn([](InferenceContext*) { return absl::OkStatus(); }));
   return true;
 }
 

@@ -74,7 +74,7 @@ library = _load_library()
 UPDATE_OPS = ("SWAAssign", "EMAAssign", "DebiasedEMA")
 RAW_OP_NAMES = tuple(name + variant for name in UPDATE_OPS
                      for variant in ("", "Variable", "Ref", "N", "NVariable", "Group")) + (
-                         "SwapVariablesN", "AllFinite", "SWAVariableGroup",
+                         "SwapVariablesN", "SwapVariablesGroup", "AllFinite", "SWAVariableGroup",
                          "SWAVariableGroupConcat", "SWANewVariables")
 for _name in RAW_OP_NAMES:
   tf_ops.NotDifferentiable(_name)
@@ -229,6 +229,11 @@ def swap_variables(first, second, name=None):
   _check_lists("swap_variables", [first, second])
   return library.swap_variables_n([v.handle for v in first], [v.handle for v in second],
                                   T=first[0].dtype.base_dtype, name=name)
+
+
+def swap_variables_group(group, dtype, name=None):
+  """`swap_variables` on a group of 2N variables of `dtype`: the first N with the second N."""
+  return library.swap_variables_group(group, T=dtype, name=name)
 
 
 def _on_one_host_device(values):

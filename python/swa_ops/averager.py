@@ -472,10 +472,21 @@ class SWAMovingAverage(tf.Module):
           updates.append(tf.compat.v1.assign(average, value))
     with tf.name_scope(self._name + "_swap"):
       for pairs in groups.values():
-        variables, averages = zip(*pairs)
-        swap = _xla.swap if _xla.in_xla_context() else _ops.swap_variables
-        updates.append(swap(list(variables), list(averages)))
+        variables, averages = (list(side) for side in zip(*pairs))
+        updates.append(self._swap(variables, averages))
       return tf.group(*updates)
+
+  def _swap(self, variables, averages):
+    """One op exchanging variables[i] and averages[i] (resource variables of one dtype and
+    device): on their group in eager code and tf.function (made once per list: eager execution
+    would build a kernel per number of inputs), else on the lists."""
+    if _xla.in_xla_context():
+      return _xla.swap(variables, averages)
+    if self._grouped and not tf.distribute.has_strategy():
+      group = self._variable_groups.get(variables, averages)  # Lists: not kept by identity.
+      if group is not None:
+        return _ops.swap_variables_group(group, variables[0].dtype.base_dtype)
+    return _ops.swap_variables(variables, averages)
 
   @contextlib.contextmanager
   def averaged_weights(self, var_list=None):
