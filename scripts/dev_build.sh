@@ -11,7 +11,7 @@ cd "$root"
 SWA_OPS_TF_PYTHONS="$python" SWA_OPS_CMAKE_ARGS="${SWA_OPS_CMAKE_ARGS:--DSWA_OPS_CUDA=OFF}" \
   "$python" setup.py -q build_ext --inplace
 series="$("$python" -c 'import tensorflow as tf; print(tf.__version__.replace(".", "_", 1).split(".")[0])')"
-for file in libswa_core.so "_swa_ops_tf${series}.so" _build_info.py; do
-  cp build/lib.*/swa_ops/"$file" python/swa_ops/
+for file in libswa_core.so "_swa_ops_tf${series}.so" _build_info.py _sequences.*.so; do
+  cp build/lib.*/swa_ops/$file python/swa_ops/
 done
 echo "built into $root/python/swa_ops (TensorFlow ${series/_/.})"

@@ -178,10 +178,36 @@ def test_a_later_eager_apply_of_the_same_list_makes_no_python_call_per_variable(
 
 
 def test_the_eager_list_check_reads_no_element():
-  """The same list again is recognised by comparing item pointers in C++ (swa_ops.kernels),
+  """The same list again is recognised by comparing item pointers in C++ (swa_ops._sequences),
   not by a Python loop that takes a reference to each of thousands of variables."""
-  from swa_ops import averager, kernels  # pylint: disable=import-outside-toplevel
-  assert averager._same_elements is kernels._same_objects
+  from swa_ops import _sequences, averager  # pylint: disable=import-outside-toplevel
+  assert averager._same_elements is _sequences.same_objects
+
+
+def test_same_objects_compares_identity_not_values():
+  from swa_ops._sequences import same_objects  # pylint: disable=import-outside-toplevel
+  arrays = [np.zeros(3), np.zeros(3), np.ones(2)]
+  assert same_objects(arrays, tuple(arrays))
+  assert same_objects([], ())
+  assert not same_objects(arrays, [np.zeros(3)] + arrays[1:])  # Equal, not the same.
+  assert not same_objects(arrays, arrays[:2])
+  assert not same_objects(arrays, arrays[::-1])
+  for not_a_sequence in (iter(arrays), {id(a): a for a in arrays}, arrays[0]):
+    with pytest.raises(TypeError, match="lists or tuples"):
+      same_objects(arrays, not_a_sequence)
+
+
+def test_import_swa_ops_loads_not_the_kernels_module():
+  """The TensorFlow side's C++ helper is not in the kernels module, whose OpenMP runtime reads
+  its wait policy once, when it loads (swa_ops.kernels sets it first, unless the user has)."""
+  code = ("import os, sys, swa_ops\n"
+          "maps = open('/proc/self/maps').read()\n"
+          "assert 'swa_ops/_sequences' in maps, 'the helper is not loaded'\n"
+          "assert 'swa_ops/_kernels' not in maps and 'swa_ops.kernels' not in sys.modules\n"
+          "assert 'OMP_WAIT_POLICY' not in os.environ\n")
+  env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+  env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+  subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
 
 
 def test_a_list_changed_in_place_between_eager_applies_is_averaged_as_it_is_now():

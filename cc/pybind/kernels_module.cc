@@ -242,25 +242,6 @@ void Swap(py::handle a_list, py::handle b_list, std::optional<uint64_t> stream) 
   SwapCpu(a, b);
 }
 
-// ---- A helper of the TensorFlow side ----
-
-// Whether the lists or tuples `a` and `b` hold the same objects in the same order: compared by
-// identity, reading only the sequences' item pointers. A Python loop (`all(map(operator.is_,
-// a, b))`) takes a reference to every item, touching each object: an eager apply() of 10,000
-// variables checks its list this way at every step.
-bool SameObjects(py::handle a, py::handle b) {
-  for (py::handle sequence : {a, b}) {
-    if (!PyList_Check(sequence.ptr()) && !PyTuple_Check(sequence.ptr())) {
-      ThrowTypeError(Message("_same_objects takes lists or tuples, got ",
-                             Py_TYPE(sequence.ptr())->tp_name));
-    }
-  }
-  const Py_ssize_t size = PySequence_Fast_GET_SIZE(a.ptr());
-  if (size != PySequence_Fast_GET_SIZE(b.ptr())) return false;
-  return size == 0 || std::memcmp(PySequence_Fast_ITEMS(a.ptr()), PySequence_Fast_ITEMS(b.ptr()),
-                                  size * sizeof(PyObject*)) == 0;
-}
-
 }  // namespace
 }  // namespace pybind
 }  // namespace swa_ops
@@ -282,9 +263,6 @@ PYBIND11_MODULE(_kernels, module) {
   module.def("swap", &Swap, py::arg("a"), py::arg("b"), py::kw_only(),
              py::arg("stream") = py::none());
   module.def("cpu_threads", &CpuThreads, "The CPU threads an update uses (OpenMP's).");
-  module.def("_same_objects", &SameObjects, py::arg("a"), py::arg("b"),
-             "Whether lists or tuples a and b hold the same objects in the same order (by "
-             "identity, without touching them).");
 #if SWA_OPS_WITH_CUDA
   module.attr("WITH_CUDA") = true;
 #else

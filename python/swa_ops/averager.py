@@ -37,9 +37,9 @@ def _same_elements_in_python(first, second):
   return len(first) == len(second) and all(map(operator.is_, first, second))
 
 
-try:  # The same check in C++, without touching each element (10,000 variables: ~0.5 ms less).
-  from swa_ops.kernels import _same_objects as _same_elements
-except ImportError:  # A build without the kernels module.
+try:  # The same check in C++, without touching each element (10,000 variables: ~1 ms less).
+  from swa_ops._sequences import same_objects as _same_elements
+except ImportError:  # A build without the pybind11 modules (-DSWA_OPS_KERNELS=OFF).
   _same_elements = _same_elements_in_python
 
 

@@ -63,8 +63,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from swa_ops import _kernels  # noqa: E402
 
 WITH_CUDA = _kernels.WITH_CUDA
-# Not an array update: the TensorFlow side's identity check of a list (swa_ops.averager).
-_same_objects = _kernels._same_objects
 
 __all__ = ["swa_assign", "ema_assign", "debiased_ema", "swap", "cpu_threads", "WITH_CUDA"]
 

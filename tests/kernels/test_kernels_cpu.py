@@ -246,15 +246,3 @@ def test_the_gil_is_released_during_the_update():
   assert inside >= 6 * calls, "%d ticks in %d updates of >= %.1f ms" % (
       inside, calls, 1e3 * shortest_s)
 
-
-def test_same_objects_compares_identity_not_values():
-  """The TensorFlow side's check that an eager apply() got the same list again."""
-  arrays = [np.zeros(3), np.zeros(3), np.ones(2)]
-  assert kernels._same_objects(arrays, tuple(arrays))
-  assert kernels._same_objects([], ())
-  assert not kernels._same_objects(arrays, [np.zeros(3)] + arrays[1:])  # Equal, not the same.
-  assert not kernels._same_objects(arrays, arrays[:2])
-  assert not kernels._same_objects(arrays, arrays[::-1])
-  for not_a_sequence in (iter(arrays), {id(a): a for a in arrays}, arrays[0]):
-    with pytest.raises(TypeError, match="lists or tuples"):
-      kernels._same_objects(arrays, not_a_sequence)
