@@ -245,4 +245,3 @@ def test_the_gil_is_released_during_the_update():
   calls, inside, shortest_s = int(out[0]), int(out[1]), float(out[2])
   assert inside >= 6 * calls, "%d ticks in %d updates of >= %.1f ms" % (
       inside, calls, 1e3 * shortest_s)
-
