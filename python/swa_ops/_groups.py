@@ -61,6 +61,17 @@ def make_group(handles):
   return groups[0]
 
 
+def swap(groups, first, second):
+  """One op exchanging first[i] and second[i] (lists of resource variables of one dtype and
+  device): SwapVariablesGroup on their group from `groups` (a VariableGroups) in eager code and
+  tf.function, made once per list (eager execution would build a SwapVariablesN kernel for each
+  number of pairs, at a cost that grows faster than that number); else SwapVariablesN."""
+  group = groups.get(first, second)  # Lists: not remembered by identity.
+  if group is None:
+    return _ops.swap_variables(first, second)
+  return _ops.swap_variables_group(group, first[0].dtype.base_dtype)
+
+
 _MAX_RECENT = 64
 
 

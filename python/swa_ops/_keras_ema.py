@@ -264,7 +264,7 @@ class EMA(_keras_compat.Callback):
 
     def swap():
       for averages, variables in groups:
-        _ops.swap_variables(list(averages), list(variables))
+        _groups.swap(self._variable_groups, list(averages), list(variables))
 
     swap()
     try:

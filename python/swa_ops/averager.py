@@ -478,14 +478,12 @@ class SWAMovingAverage(tf.Module):
 
   def _swap(self, variables, averages):
     """One op exchanging variables[i] and averages[i] (resource variables of one dtype and
-    device): on their group in eager code and tf.function (made once per list: eager execution
-    would build a kernel per number of inputs), else on the lists."""
+    device): on their group (_groups.swap), on the lists under a distribution strategy or with
+    grouped=False, in plain TF ops where XLA compiles."""
     if _xla.in_xla_context():
       return _xla.swap(variables, averages)
     if self._grouped and not tf.distribute.has_strategy():
-      group = self._variable_groups.get(variables, averages)  # Lists: not kept by identity.
-      if group is not None:
-        return _ops.swap_variables_group(group, variables[0].dtype.base_dtype)
+      return _groups.swap(self._variable_groups, variables, averages)
     return _ops.swap_variables(variables, averages)
 
   @contextlib.contextmanager
