@@ -60,12 +60,8 @@ class SwapVariablesOp : public tensorflow::OpKernel {
     locks_to_take.reserve(2 * n);
     for (int index = 0; index < 2 * n; ++index) {
       tensorflow::Var* var = vars[index].get();
-      {
-        tsl::tf_shared_lock lock(*var->mu());
-        OP_REQUIRES_OK(ctx, CheckLockedVariableInput(ctx, index, var,
-                                                     tensorflow::DataTypeToEnum<T>::value,
-                                                     RoleOf(index, n), /*ref_lock_held=*/false));
-      }
+      OP_REQUIRES_OK(ctx, CheckVariable(ctx, index, var, tensorflow::DataTypeToEnum<T>::value,
+                                        RoleOf(index, n)));
       OP_REQUIRES(ctx, checked_distinct || seen.insert(var).second,
                   absl::InvalidArgumentError(absl::StrCat(
                       prefix(), "variable ", DescribeVariableInput(ctx, index),

@@ -108,12 +108,10 @@ absl::Status CheckLockedVariableInput(OpKernelContext* ctx, int index, Var* var,
   return absl::OkStatus();
 }
 
-absl::Status LookupVariable(OpKernelContext* ctx, int index, DataType dtype, const char* role,
-                            VarPtr* var, DataType* actual) {
-  TF_RETURN_IF_ERROR(FindVariable(ctx, index, role, var));
-  tsl::tf_shared_lock lock(*(*var)->mu());
-  return CheckLockedVariableInput(ctx, index, var->get(), dtype, role, /*ref_lock_held=*/false,
-                                  actual);
+absl::Status CheckVariable(OpKernelContext* ctx, int index, Var* var, DataType dtype,
+                           const char* role) {
+  tsl::tf_shared_lock lock(*var->mu());
+  return CheckInitialized(ctx, index, var, dtype, role);
 }
 
 absl::Status ShareVariableTensor(OpKernelContext* ctx, int index, Var* var,

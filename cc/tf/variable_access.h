@@ -71,10 +71,10 @@ absl::Status CheckLockedVariableInput(tensorflow::OpKernelContext* ctx, int inde
                                       const char* role, bool ref_lock_held,
                                       tensorflow::DataType* actual = nullptr);
 
-// FindVariable, then CheckLockedVariableInput under the variable's lock, shared.
-absl::Status LookupVariable(tensorflow::OpKernelContext* ctx, int index, tensorflow::DataType dtype,
-                            const char* role, VarPtr* var,
-                            tensorflow::DataType* actual = nullptr);
+// CheckInitialized for the resource variable `var` (variable `index`), under its lock taken
+// shared here.
+absl::Status CheckVariable(tensorflow::OpKernelContext* ctx, int index, tensorflow::Var* var,
+                           tensorflow::DataType dtype, const char* role);
 
 // The current tensor of `var`, variable `index` (shared, not copied: for a read-only scan such as
 // AllFinite), after checking it is initialised.
