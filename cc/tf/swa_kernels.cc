@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cmath>
 #include <deque>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -516,9 +517,15 @@ class MovingAverageOp : public OpKernel {
       OP_REQUIRES_OK(ctx, CheckDistinctVariables(ctx, state_vars, value_vars));
       if (members != nullptr) members->checked_distinct.store(state_count);
     }
-    std::vector<LockRequest> requests;
-    OP_REQUIRES_OK(ctx, PrepareAndListLocks(ctx, state_vars, value_vars, members.get(), &requests));
-    const OrderedLocks locks(std::move(requests));
+    std::optional<OrderedLocks> locks;
+    if (members != nullptr) {
+      locks.emplace(members->lock_order.size());
+      OP_REQUIRES_OK(ctx, PrepareAndLockGroup(ctx, state_vars, value_vars, *members, &*locks));
+    } else {
+      std::vector<LockRequest> requests;
+      OP_REQUIRES_OK(ctx, PrepareAndListLocks(ctx, state_vars, value_vars, &requests));
+      locks.emplace(std::move(requests));
+    }
     tensorflow::DataType state_dtype;
     OP_REQUIRES_OK(ctx, CheckFirstAverage(ctx, state_vars[0].get(), use_locking_, &state_dtype));
     WithFloatType(state_dtype, [&](auto average_type) {
@@ -532,39 +539,55 @@ class MovingAverageOp : public OpKernel {
  private:
   // Prepares each resource variable the op updates for an in-place update and lists the locks
   // the op takes: those variables' (exclusive with use_locking), the value variables' (shared),
-  // and with use_locking a reference input's. A group's in its lock order, so not sorted again.
+  // and with use_locking a reference input's.
   absl::Status PrepareAndListLocks(OpKernelContext* ctx, absl::Span<const VarPtr> state_vars,
                                    absl::Span<const VarPtr> value_vars,
-                                   const VariableGroup::Members* members,
                                    std::vector<LockRequest>* out) const {
     const int state_count = static_cast<int>(state_vars.size());
     const int count = state_count + static_cast<int>(value_vars.size());
     out->reserve(count);
     // Variable k: the k-th updated, then the (k - state_count)-th value.
-    auto request = [&](int k) -> absl::Status {
-      if (k >= state_count) {
-        if (tensorflow::Var* var = value_vars[k - state_count].get()) {
-          out->push_back({var->mu(), /*exclusive=*/false});
-        }
-      } else if (tensorflow::Var* var = state_vars[k].get()) {
-        TF_RETURN_IF_ERROR(PrepareInPlaceUpdate<Device>(ctx, var));
-        out->push_back({var->mu(), use_locking_});
-      } else if (use_locking_) {
-        out->push_back({ctx->input_ref_mutex(k), /*exclusive=*/true});
-      }
-      return absl::OkStatus();
+    auto var_of = [&](int64_t k) {
+      return k >= state_count ? value_vars[k - state_count].get() : state_vars[k].get();
     };
+    return VisitPrefetched(
+        count, [&](int64_t k) { PrefetchVar(var_of(k)); },
+        [&](int64_t k) -> absl::Status {
+          tensorflow::Var* var = var_of(k);
+          if (k >= state_count) {
+            if (var != nullptr) out->push_back({var->mu(), /*exclusive=*/false});
+          } else if (var != nullptr) {
+            TF_RETURN_IF_ERROR(PrepareInPlaceUpdate<Device>(ctx, var));
+            out->push_back({var->mu(), use_locking_});
+          } else if (use_locking_) {
+            out->push_back({ctx->input_ref_mutex(k), /*exclusive=*/true});
+          }
+          return absl::OkStatus();
+        });
+  }
+
+  // PrepareAndListLocks for a group's members (resource variables: the updated ones, then the
+  // value variables unless the values are tensors), fused with taking the locks: one visit to
+  // each variable, in the group's lock order. A variable is prepared (which takes its lock
+  // exclusively for a moment) while the locks of the variables before it in that order are
+  // held, so the op still takes every lock in address order.
+  absl::Status PrepareAndLockGroup(OpKernelContext* ctx, absl::Span<const VarPtr> state_vars,
+                                   absl::Span<const VarPtr> value_vars,
+                                   const VariableGroup::Members& members,
+                                   OrderedLocks* locks) const {
+    const int state_count = static_cast<int>(state_vars.size());
     auto var_of = [&](int k) {
       return k >= state_count ? value_vars[k - state_count].get() : state_vars[k].get();
     };
-    if (members != nullptr) {
-      const std::vector<int>& order = members->lock_order;
-      return VisitPrefetched(
-          static_cast<int64_t>(order.size()), [&](int64_t j) { PrefetchVar(var_of(order[j])); },
-          [&](int64_t j) { return request(order[j]); });
-    }
+    const std::vector<int>& order = members.lock_order;
     return VisitPrefetched(
-        count, [&](int64_t k) { PrefetchVar(var_of(k)); }, [&](int64_t k) { return request(k); });
+        static_cast<int64_t>(order.size()), [&](int64_t j) { PrefetchVar(var_of(order[j])); },
+        [&](int64_t j) -> absl::Status {
+          const bool updated = order[j] < state_count;
+          tensorflow::Var* var = var_of(order[j]);
+          if (updated) TF_RETURN_IF_ERROR(PrepareInPlaceUpdate<Device>(ctx, var));
+          return locks->LockNext({var->mu(), updated && use_locking_});
+        });
   }
 
   // Where an op's variables and scalars are. Variable `index` < kLists * n is the one updated
@@ -627,20 +650,30 @@ class MovingAverageOp : public OpKernel {
       // The checks and reads are one pass over the variables (a grouped op's thousands of
       // variables, scattered over the heap, cost a cache miss or two at each visit). It finds
       // the values (ReadValue) and the tensors updated: a resource variable's own (valid while
-      // locked) or a reference input's (held in `references`).
+      // locked) or a reference input's (held in `references`); and it reads their data pointers
+      // and sizes for Update, which so need not visit their buffer objects again.
       std::vector<const Tensor*> values(n);
       std::deque<Tensor> copies;
-      std::vector<Tensor*> state(kLists * n);
+      UpdateArrays<T, V> arrays(n, kLists);
+      std::vector<Tensor*>& state = arrays.state;
       std::vector<Tensor> references;
       if (ctx->input_is_ref(0)) references.resize(kLists * n);
-      auto prefetch = [&](int64_t i) {
-        PrefetchVar(value_vars[i].get());
-        for (int list = 0; list < kLists; ++list) PrefetchVar(state_vars[list * n + i].get());
+      // Variables kPrefetchAhead places ahead, and the buffer objects of those half as far ahead
+      // (asked for kPrefetchAhead / 2 visits ago, their variables are in the cache by now).
+      auto prefetch = [&](int64_t ahead) {
+        const int64_t near = ahead - kPrefetchAhead / 2;
+        PrefetchVar(value_vars[ahead].get());
+        PrefetchVarBuffer(value_vars[near].get());
+        for (int list = 0; list < kLists; ++list) {
+          PrefetchVar(state_vars[list * n + ahead].get());
+          PrefetchVarBuffer(state_vars[list * n + near].get());
+        }
       };
       auto check_and_read = [&](int64_t i) -> absl::Status {
         TF_RETURN_IF_ERROR(ReadValue<Device>(ctx, value_begin + i, value_vars[i].get(),
                                              DataTypeToEnum<V>::value, &copies, &values[i]));
-        PrefetchBuffer(values[i]);
+        arrays.value_data[i] = CheckedData<V>(values[i]);
+        arrays.sizes[i] = values[i]->NumElements();
         for (int list = 0; list < kLists; ++list) {
           const int index = list * n + i;
           tensorflow::Var* var = state_vars[index].get();
@@ -648,11 +681,11 @@ class MovingAverageOp : public OpKernel {
                                                       kStateRoles[list], use_locking_));
           if (var != nullptr) {
             state[index] = var->tensor();
-            PrefetchBuffer(state[index]);  // For Update, which reads the data pointers.
           } else {
             references[index] = ctx->mutable_input(index, /*lock_held=*/use_locking_);
             state[index] = &references[index];
           }
+          arrays.state_data[index] = CheckedData<T>(state[index]);
           const bool is_local_step = list == 2;
           TF_RETURN_IF_ERROR(CheckShape(ctx, index, *state[index],
                                         is_local_step ? tensorflow::TensorShape()
@@ -664,56 +697,53 @@ class MovingAverageOp : public OpKernel {
       };
       OP_REQUIRES_OK(ctx, VisitPrefetched(n, prefetch, check_and_read));
       if (!references.empty()) OP_REQUIRES_OK(ctx, CheckDistinctBuffers(ctx, state, values, n));
-      if (!scalars.skip) Update<T, V>(ctx, scalars, state, values);
+      if (!scalars.skip) Update<T, V>(ctx, scalars, arrays);
       if (n == 1 && !from_group_) ForwardRefOutput(ctx, 0, 0);
     }
   }
 
+  // What Update needs of the tensors ComputeWithTypes checked: their data pointers and sizes (of
+  // each value, and so of its average and biased value), and the tensors updated, through which
+  // DebiasedEMA reads and writes its local steps.
+  template <typename T, typename V>
+  struct UpdateArrays {
+    UpdateArrays(int n, int lists)
+        : state(lists * n), state_data(lists * n), value_data(n), sizes(n) {}
+    std::vector<Tensor*> state;
+    std::vector<T*> state_data;
+    std::vector<const V*> value_data;
+    std::vector<int64_t> sizes;
+  };
+
   template <typename T, typename V>
   void Update(OpKernelContext* ctx, const UpdateScalars& scalars,
-              const std::vector<Tensor*>& state, const std::vector<const Tensor*>& values) {
-    const int n = static_cast<int>(values.size());
+              const UpdateArrays<T, V>& arrays) {
+    const int n = static_cast<int>(arrays.sizes.size());
     DeviceArg<Device> device;
     OP_REQUIRES_OK(ctx, device.Init(ctx));
     if constexpr (kLists == 1) {
       std::vector<MovingAverageSegment<T, V>> segments(n);
-      VisitPrefetched(
-          n,
-          [&](int64_t i) {
-            PrefetchBuffer(state[i]);
-            PrefetchBuffer(values[i]);
-          },
-          [&](int64_t i) {
-            segments[i] = {CheckedData<T>(state[i]), CheckedData<V>(values[i]),
-                           values[i]->NumElements()};
-            return absl::OkStatus();
-          });
+      for (int i = 0; i < n; ++i) {
+        segments[i] = {arrays.state_data[i], arrays.value_data[i], arrays.sizes[i]};
+      }
       functor::MovingAverageUpdate<Device, T, V>()(device.get(), segments.data(), n,
                                                    scalars.weight);
     } else {
       using C = typename ComputeType<T>::type;
       std::vector<DebiasedSegment<T, V>> segments(n);
       std::vector<T> new_steps(n);
-      auto prefetch = [&](int64_t i) {
-        PrefetchBuffer(state[i]);
-        PrefetchBuffer(state[n + i]);
-        PrefetchBuffer(values[i]);
-      };
-      auto segment = [&](int64_t i) -> absl::Status {
+      for (int i = 0; i < n; ++i) {
         T step;
-        TF_RETURN_IF_ERROR(device.CopyToHost(*state[2 * n + i], &step));
+        OP_REQUIRES_OK(ctx, device.CopyToHost(*arrays.state[2 * n + i], &step));
         new_steps[i] = static_cast<T>(static_cast<C>(step) + C(1));
         const double local_step = static_cast<double>(static_cast<C>(new_steps[i]));
-        segments[i] = {CheckedData<T>(state[i]), CheckedData<T>(state[n + i]),
-                       CheckedData<V>(values[i]), values[i]->NumElements(),
-                       1.0 - std::pow(scalars.decay, local_step)};
-        return absl::OkStatus();
-      };
-      OP_REQUIRES_OK(ctx, VisitPrefetched(n, prefetch, segment));
+        segments[i] = {arrays.state_data[i], arrays.state_data[n + i], arrays.value_data[i],
+                       arrays.sizes[i], 1.0 - std::pow(scalars.decay, local_step)};
+      }
       functor::DebiasedMovingAverageUpdate<Device, T, V>()(device.get(), segments.data(), n,
                                                            scalars.weight);
       for (int i = 0; i < n; ++i) {
-        OP_REQUIRES_OK(ctx, device.CopyFromHost(new_steps[i], state[2 * n + i]));
+        OP_REQUIRES_OK(ctx, device.CopyFromHost(new_steps[i], arrays.state[2 * n + i]));
       }
     }
     OP_REQUIRES_OK(ctx, device.Finish(ctx));

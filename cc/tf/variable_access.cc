@@ -149,6 +149,25 @@ OrderedLocks::OrderedLocks(std::vector<LockRequest> requests) : held_(std::move(
       });
 }
 
+absl::Status OrderedLocks::LockNext(const LockRequest& request) {
+  if (!held_.empty() && held_.back().mu == request.mu) {
+    if (request.exclusive && !held_.back().exclusive) {
+      return absl::InternalError("a variable's lock is asked for shared, then exclusively");
+    }
+    return absl::OkStatus();
+  }
+  if (!held_.empty() && request.mu < held_.back().mu) {
+    return absl::InternalError("variable locks asked for out of address order");
+  }
+  if (request.exclusive) {
+    request.mu->lock();
+  } else {
+    request.mu->lock_shared();
+  }
+  held_.push_back(request);
+  return absl::OkStatus();
+}
+
 OrderedLocks::~OrderedLocks() {
   const int64_t count = static_cast<int64_t>(held_.size());
   auto from_last = [&](int64_t k) -> const LockRequest& { return held_[count - 1 - k]; };

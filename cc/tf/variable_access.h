@@ -105,9 +105,10 @@ inline void PrefetchVar(tensorflow::Var* var) {
   __builtin_prefetch(reinterpret_cast<const char*>(var->tensor() + 1) - 1);
 }
 
-// The buffer object of `tensor` (which holds its data pointer).
-inline void PrefetchBuffer(const tensorflow::Tensor* tensor) {
-  if (tensor != nullptr) __builtin_prefetch(tensorflow::DMAHelper::buffer(tensor));
+// The buffer object of `var`'s tensor (which holds its data pointer). REQUIRES: var->mu() held;
+// of use once `var` itself is in the cache (PrefetchVar some visits earlier).
+inline void PrefetchVarBuffer(tensorflow::Var* var) {
+  if (var != nullptr) __builtin_prefetch(tensorflow::DMAHelper::buffer(var->tensor()));
 }
 
 // The data of a tensor whose dtype the op has checked (flat<T>() would check it again, reading
@@ -129,13 +130,20 @@ struct LockRequest {
 
 // Takes each distinct mutex of `requests` once (exclusively if any request for it is), in
 // address order, so that ops sharing variables cannot deadlock; releases them when destroyed.
-// Requests already in address order (a group's, see VariableGroup::Members) are not sorted.
+// Requests already in address order are not sorted.
 class OrderedLocks {
  public:
   explicit OrderedLocks(std::vector<LockRequest> requests);
+  // None held yet: LockNext takes them, one at a time. `capacity`: how many will be.
+  explicit OrderedLocks(size_t capacity) { held_.reserve(capacity); }
   ~OrderedLocks();
   OrderedLocks(const OrderedLocks&) = delete;
   OrderedLocks& operator=(const OrderedLocks&) = delete;
+
+  // Takes `request`, whose mutex must be the last one held or come after it in address order;
+  // the last one again is not taken twice. An error (held locks untouched) if it comes before,
+  // or is the last one held shared and asked for exclusively: a lock cannot be upgraded.
+  absl::Status LockNext(const LockRequest& request);
 
  private:
   std::vector<LockRequest> held_;  // Sorted, distinct, all held.
