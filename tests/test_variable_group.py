@@ -352,3 +352,46 @@ def test_one_value_averaged_into_two_averages_by_one_op(variant, use_locking):
     expected = [swa_float32_oracle(e, np.full(64, 3.0, np.float32), step) for e in expected]
     for average, want in zip(averages, expected):
       np.testing.assert_array_equal(average.numpy(), want)
+
+
+@pytest.mark.parametrize("use_locking", [False, True])
+def test_threads_preparing_variables_while_others_hold_their_locks(use_locking):
+  """A grouped op makes each variable it updates safe to update in place (copy-on-read mode) in
+  the same visit that takes its lock, while the locks before it are held. Swaps (which leave
+  copy-on-read mode) and reads (which share a buffer outside that mode) make every update
+  prepare again, with other threads holding the same locks: no deadlock (bounded by a timeout),
+  and, every value being 7, every variable ends at 7 whatever the interleaving."""
+  averages = [tf.Variable(tf.fill([300], 7.0)) for _ in range(6)]
+  values = [tf.Variable(tf.fill([300], 7.0)) for _ in range(6)]
+  update_groups = [_group(averages + values), _group(averages[::-1] + values[::-1]),
+                   _group(averages[:3] + values[3:])]
+  swap_group = _group(averages + values)
+  errors, reads = [], []
+
+  def run(task):
+    try:
+      for n in range(150):
+        task(n)
+    except Exception as error:  # pylint: disable=broad-except
+      errors.append(error)
+
+  def update_with(group):
+    return lambda n: _swa(group, n % 7, use_locking=use_locking)
+
+  def swap(_):
+    _ops.swap_variables_group(swap_group, tf.float32)
+
+  def read(n):
+    reads.append(averages[n % 6].read_value())  # Keeps the buffer shared for a while.
+    del reads[:-4]
+
+  tasks = [update_with(group) for group in update_groups] + [swap, read]
+  threads = [threading.Thread(target=run, args=(task,)) for task in tasks]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join(timeout=120)
+  assert not any(thread.is_alive() for thread in threads), "deadlock: threads still running"
+  assert not errors, errors
+  for variable in averages + values:
+    np.testing.assert_array_equal(variable.numpy(), np.full(300, 7.0, np.float32))
