@@ -140,13 +140,17 @@ OrderedLocks::OrderedLocks(std::vector<LockRequest> requests) : held_(std::move(
   VisitPrefetched(
       static_cast<int64_t>(held_.size()), [&](int64_t i) { __builtin_prefetch(held_[i].mu, 1); },
       [&](int64_t i) {
-        if (held_[i].exclusive) {
-          held_[i].mu->lock();
-        } else {
-          held_[i].mu->lock_shared();
-        }
+        Take(held_[i]);
         return absl::OkStatus();
       });
+}
+
+void OrderedLocks::Take(const LockRequest& request) {
+  if (request.exclusive) {
+    request.mu->lock();
+  } else {
+    request.mu->lock_shared();
+  }
 }
 
 absl::Status OrderedLocks::LockNext(const LockRequest& request) {
@@ -159,11 +163,7 @@ absl::Status OrderedLocks::LockNext(const LockRequest& request) {
   if (!held_.empty() && request.mu < held_.back().mu) {
     return absl::InternalError("variable locks asked for out of address order");
   }
-  if (request.exclusive) {
-    request.mu->lock();
-  } else {
-    request.mu->lock_shared();
-  }
+  Take(request);
   held_.push_back(request);
   return absl::OkStatus();
 }

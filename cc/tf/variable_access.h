@@ -146,6 +146,8 @@ class OrderedLocks {
   absl::Status LockNext(const LockRequest& request);
 
  private:
+  static void Take(const LockRequest& request);  // Locks, exclusively or shared.
+
   std::vector<LockRequest> held_;  // Sorted, distinct, all held.
 };
 
