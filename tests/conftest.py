@@ -6,6 +6,8 @@ Modes: `eager` (TF2 eager), `function` (inside tf.function, traced once), `graph
 (TF1 graph + Session, resource variables) and `graph_ref` (TF1 graph + Session, reference
 variables as `tf.compat.v1.disable_v2_behavior()` makes them).
 """
+import threading
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,23 @@ def session_ancestors(fetches):
     stack.extend(t.op for t in op.inputs)
     stack.extend(op.control_inputs)
   return seen
+
+
+def run_in_threads(tasks, timeout=120.0):
+  """Calls each of `tasks` (callables without arguments) in a thread of its own, all at once,
+  and waits up to `timeout` seconds for each. Returns (how many threads are still running: a
+  deadlock, the exceptions the tasks raised)."""
+  errors = []
+
+  def run(task):
+    try:
+      task()
+    except Exception as error:  # pylint: disable=broad-except
+      errors.append(error)
+
+  threads = [threading.Thread(target=run, args=(task,)) for task in tasks]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join(timeout=timeout)
+  return sum(thread.is_alive() for thread in threads), errors

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import swa_ops
 from swa_ops import _ops
-from conftest import DTYPES, rounded, swa_float32_oracle
+from conftest import DTYPES, rounded, run_in_threads, swa_float32_oracle
 
 MIXED_SHAPES = [(), (0,), (1,), (3, 4), (5,), (2, 0, 3), (17, 3)]
 
@@ -206,22 +206,15 @@ def test_threads_applying_to_overlapping_lists(use_locking):
     swa.apply(var_list)  # Creates the shadows (at 3.0).
     for v in var_list:
       swa.average(v).assign(tf.fill([1000], -1.0))
-  errors = []
 
   def work(swa, var_list):
-    try:
-      update = tf.function(lambda: (swa.apply(var_list), None)[1])
-      for _ in range(1000):
-        update()
-    except Exception as error:  # pylint: disable=broad-except
-      errors.append(error)
+    update = tf.function(lambda: (swa.apply(var_list), None)[1])
+    for _ in range(1000):
+      update()
 
-  threads = [threading.Thread(target=work, args=args) for args in zip(swas, lists)]
-  for t in threads:
-    t.start()
-  for t in threads:
-    t.join(timeout=120)
-  assert not any(t.is_alive() for t in threads), "deadlock: threads still running"
+  hung, errors = run_in_threads(
+      [lambda args=args: work(*args) for args in zip(swas, lists)])
+  assert not hung, "deadlock: threads still running"
   assert not errors, errors
   for swa, var_list in zip(swas, lists):
     for v in var_list:

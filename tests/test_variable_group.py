@@ -9,7 +9,6 @@ of the SPEC's update (avg <- avg - (avg - value) * w, w = 1 / (n + 1), each oper
 to float32, as the op computes it).
 """
 import tempfile
-import threading
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ import tensorflow as tf
 
 import swa_ops
 from swa_ops import _ops
-from conftest import swa_float32_oracle
+from conftest import run_in_threads, swa_float32_oracle
 
 library = _ops.library
 SHAPES = [(3,), (), (0,), (2, 5)]
@@ -291,21 +290,13 @@ def test_threads_sharing_one_group_with_locking_equal_a_serial_order():
   averages = [tf.Variable(tf.fill([500], 7.0)) for _ in range(4)]
   values = [tf.Variable(tf.fill([500], 7.0)) for _ in range(4)]
   group = _group(averages + values)
-  errors = []
 
   def work(seed):
-    try:
-      for n in range(200):
-        _swa(group, (n + seed) % 50, use_locking=True)
-    except Exception as error:  # pylint: disable=broad-except
-      errors.append(error)
+    for n in range(200):
+      _swa(group, (n + seed) % 50, use_locking=True)
 
-  threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-  for thread in threads:
-    thread.start()
-  for thread in threads:
-    thread.join(timeout=120)
-  assert not any(thread.is_alive() for thread in threads) and not errors
+  hung, errors = run_in_threads([lambda seed=seed: work(seed) for seed in range(4)])
+  assert not hung and not errors
   for average in averages:
     np.testing.assert_array_equal(average.numpy(), np.full(500, 7.0, np.float32))
 
@@ -366,14 +357,10 @@ def test_threads_preparing_variables_while_others_hold_their_locks(use_locking):
   update_groups = [_group(averages + values), _group(averages[::-1] + values[::-1]),
                    _group(averages[:3] + values[3:])]
   swap_group = _group(averages + values)
-  errors, reads = [], []
+  reads = []
 
-  def run(task):
-    try:
-      for n in range(150):
-        task(n)
-    except Exception as error:  # pylint: disable=broad-except
-      errors.append(error)
+  def repeat(task):
+    return lambda: [task(n) for n in range(150)]
 
   def update_with(group):
     return lambda n: _swa(group, n % 7, use_locking=use_locking)
@@ -386,12 +373,8 @@ def test_threads_preparing_variables_while_others_hold_their_locks(use_locking):
     del reads[:-4]
 
   tasks = [update_with(group) for group in update_groups] + [swap, read]
-  threads = [threading.Thread(target=run, args=(task,)) for task in tasks]
-  for thread in threads:
-    thread.start()
-  for thread in threads:
-    thread.join(timeout=120)
-  assert not any(thread.is_alive() for thread in threads), "deadlock: threads still running"
+  hung, errors = run_in_threads([repeat(task) for task in tasks])
+  assert not hung, "deadlock: threads still running"
   assert not errors, errors
   for variable in averages + values:
     np.testing.assert_array_equal(variable.numpy(), np.full(300, 7.0, np.float32))
