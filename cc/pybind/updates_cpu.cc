@@ -70,6 +70,11 @@ struct SwapSegment {
   int64_t size;
 };
 
+void PrefetchSegmentStart(const SwapSegment& segment) {
+  PrefetchStart<1>(segment.a, segment.size);
+  PrefetchStart<1>(segment.b, segment.size);
+}
+
 void SwapBytes(const SwapSegment& segment, int64_t begin, int64_t end) {
   constexpr int64_t kChunk = 4096;
   alignas(64) char buffer[kChunk];
