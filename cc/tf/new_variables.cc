@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -44,15 +45,21 @@ class NewVariablesOp : public tensorflow::OpKernel {
     const auto name_of = names.vec<tensorflow::tstring>();
     tensorflow::AllocatorAttributes on_host;
     on_host.set_on_host(true);
+    // The values first, one after the other: the allocator then tends to place them side by
+    // side, not between the variables' other objects, and an update that walks the variables
+    // in order reads fewer pages.
+    std::vector<Tensor> values(initial_values.size());
     for (int i = 0; i < initial_values.size(); ++i) {
       const Tensor& initial = initial_values[i];
-      Tensor value;
-      OP_REQUIRES_OK(ctx, ctx->allocate_temp(initial.dtype(), initial.shape(), &value));
-      std::memcpy(const_cast<char*>(value.tensor_data().data()), initial.tensor_data().data(),
+      OP_REQUIRES_OK(ctx, ctx->allocate_temp(initial.dtype(), initial.shape(), &values[i]));
+      std::memcpy(const_cast<char*>(values[i].tensor_data().data()), initial.tensor_data().data(),
                   initial.TotalBytes());
+    }
+    for (int i = 0; i < initial_values.size(); ++i) {
+      const Tensor& initial = initial_values[i];
       std::string debug_name(name_of(i));
       auto* var = new tensorflow::Var(initial.dtype(), debug_name);
-      *var->tensor() = value;
+      *var->tensor() = std::move(values[i]);
       var->is_initialized = true;
       tensorflow::ResourceHandle handle =
           tensorflow::ResourceHandle::MakeRefCountingHandle<tensorflow::Var>(
