@@ -45,9 +45,9 @@ class NewVariablesOp : public tensorflow::OpKernel {
     const auto name_of = names.vec<tensorflow::tstring>();
     tensorflow::AllocatorAttributes on_host;
     on_host.set_on_host(true);
-    // The values first, one after the other: the allocator then tends to place them side by
-    // side, not between the variables' other objects, and an update that walks the variables
-    // in order reads fewer pages.
+    // The values first, one after the other, then the variables: the allocator then tends to
+    // place the values side by side, and the variables too, not each between the others'
+    // objects, and an update that walks them in order reads fewer pages.
     std::vector<Tensor> values(initial_values.size());
     for (int i = 0; i < initial_values.size(); ++i) {
       const Tensor& initial = initial_values[i];
@@ -55,12 +55,16 @@ class NewVariablesOp : public tensorflow::OpKernel {
       std::memcpy(const_cast<char*>(values[i].tensor_data().data()), initial.tensor_data().data(),
                   initial.TotalBytes());
     }
+    std::vector<tensorflow::core::RefCountPtr<tensorflow::Var>> vars(initial_values.size());
+    for (int i = 0; i < initial_values.size(); ++i) {
+      std::string debug_name(name_of(i));
+      vars[i].reset(new tensorflow::Var(initial_values[i].dtype(), debug_name));
+      *vars[i]->tensor() = std::move(values[i]);
+      vars[i]->is_initialized = true;
+    }
     for (int i = 0; i < initial_values.size(); ++i) {
       const Tensor& initial = initial_values[i];
-      std::string debug_name(name_of(i));
-      auto* var = new tensorflow::Var(initial.dtype(), debug_name);
-      *var->tensor() = std::move(values[i]);
-      var->is_initialized = true;
+      tensorflow::Var* var = vars[i].release();  // The handle owns it.
       tensorflow::ResourceHandle handle =
           tensorflow::ResourceHandle::MakeRefCountingHandle<tensorflow::Var>(
               var, ctx->device()->name(), {{initial.dtype(), initial.shape()}});
