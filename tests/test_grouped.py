@@ -243,35 +243,29 @@ def test_locked_grouped_updates_are_serialisable():
   averages = [tf.Variable(tf.zeros([4096])) for _ in range(12)]
   values = [[tf.Variable(tf.fill([4096], float(t + 1))) for _ in range(12)] for t in range(8)]
   step = tf.constant(0, tf.int64)
-  errors = []
 
   def work(thread_values):
-    try:
-      update = tf.function(lambda: (_ops.swa_assign_n(averages, thread_values, step,
-                                                      use_locking=True), None)[1])
-      for _ in range(1000):
-        update()
-    except Exception as error:  # pylint: disable=broad-except
-      errors.append(error)
+    update = tf.function(lambda: (_ops.swa_assign_n(averages, thread_values, step,
+                                                    use_locking=True), None)[1])
+    for _ in range(1000):
+      update()
 
   torn_reads = []
+  workers_done = threading.Event()
 
   def observe():
-    while any(t.is_alive() for t in threads):
+    while not workers_done.is_set():
       for average in averages[:3]:
         seen = average.numpy()
         if not np.all(seen == seen[0]):
           torn_reads.append(np.unique(seen))
 
-  threads = [threading.Thread(target=work, args=(v,)) for v in values]
-  for t in threads:
-    t.start()
   observer = threading.Thread(target=observe)
   observer.start()
-  for t in threads:
-    t.join(timeout=300)
+  hung, errors = run_in_threads([lambda v=v: work(v) for v in values], timeout=300)
+  workers_done.set()
   observer.join(timeout=60)
-  assert not any(t.is_alive() for t in threads), "deadlock: threads still running"
+  assert not hung, "deadlock: threads still running"
   assert not errors, errors
   assert not torn_reads, torn_reads[:3]
   final = np.stack([a.numpy() for a in averages])
